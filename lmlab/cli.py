@@ -1,0 +1,266 @@
+"""The `lmlab` command.
+
+    lmlab env [--check-device]                 what is installed, the device, the data cache, version drift
+    lmlab data download --all --to DIR         fetch every corpus once (for offline classrooms)
+    lmlab data verify [DIR]                    check a data folder against the known SHA-256 hashes
+    lmlab train --corpus tinyshakespeare --model gpt [--preset cpu|gpu] [--resume]
+    lmlab sample --checkpoint RUN_DIR --prompt "ROMEO:" [--temperature 0.8 --top-k 40]
+    lmlab course build NOTEBOOKS... --out DIR  student versions and a solutions manual
+    lmlab course grade SUBMISSIONS --out grades.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+# Sizes that finish in a few minutes on a laptop CPU, and a larger one for a GPU.
+PRESETS = {
+    "gpt": {
+        "cpu": dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, batch_size=32,
+                    max_steps=2000, lr=2e-3, warmup_steps=100, eval_every=250, eval_batches=20),
+        "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, batch_size=64,
+                    max_steps=5000, lr=1e-3, warmup_steps=200, eval_every=500, eval_batches=50),
+    },
+    "lstm": {
+        "cpu": dict(block_size=64, n_layer=1, n_embd=64, n_hidden=256, dropout=0.0, batch_size=32,
+                    max_steps=2000, lr=3e-3, warmup_steps=50, eval_every=250, eval_batches=20),
+        "gpu": dict(block_size=256, n_layer=2, n_embd=256, n_hidden=1024, dropout=0.2, batch_size=64,
+                    max_steps=5000, lr=2e-3, warmup_steps=200, eval_every=500, eval_batches=50),
+    },
+}
+
+
+def _cmd_env(args) -> int:
+    from lmlab.envreport import check_device, report
+
+    print(report())
+    if args.check_device:
+        result = check_device(args.device)
+        print(f"device check on {result['device']}: {result['message']} "
+              f"(max logit diff {result['max_logit_diff']:.2e}, max grad diff {result['max_grad_diff']:.2e})")
+        return 0 if result["ok"] else 1
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from lmlab.data import CORPORA, data_dir, download_all, verify
+
+    if args.action == "download":
+        if not args.all and not args.name:
+            print(f"name a corpus ({', '.join(CORPORA)}) or pass --all", file=sys.stderr)
+            return 2
+        folder = Path(args.to) if args.to else data_dir()
+        if args.all:
+            paths = download_all(folder)
+        else:
+            from lmlab.data import fetch
+
+            paths = [fetch(name, data_dir=folder) for name in args.name]
+        for p in paths:
+            print(f"ok  {p}")
+        print(f"copy {folder} to offline machines and set LMLAB_DATA_DIR={folder} there")
+        return 0
+    folder = Path(args.dir) if args.dir else data_dir()
+    results = verify(folder)
+    for r in results:
+        print(f"{'ok ' if r.ok else 'BAD'} {r.name:<16} {r.path}  {'' if r.ok else r.reason}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _build_tokenizer(text: str, kind: str, vocab_size: int):
+    from lmlab.tokenizers import BPETokenizer, CharTokenizer
+
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    tok = BPETokenizer()
+    tok.train(text, vocab_size)
+    return tok
+
+
+def _load_tokenizer(path: Path):
+    from lmlab.tokenizers import BPETokenizer, CharTokenizer
+
+    kind = json.loads(path.read_text()).get("type", "")
+    return (BPETokenizer if "bpe" in kind.lower() else CharTokenizer).load(path)
+
+
+def _cmd_train(args) -> int:
+    import torch
+
+    from lmlab.data import LMBatches, load_text, train_val_split
+    from lmlab.models import GPT, GPTConfig, LSTMConfig, LSTMLM
+    from lmlab.repro import RunRecord, seed_everything
+    from lmlab.train import TrainConfig, pick_device, train
+
+    out = Path(args.out)
+    ckpt_dir = out / "checkpoints"
+    if args.resume:
+        if not (out / "run.json").is_file():
+            print(f"nothing to resume in {out}: no run.json there. Start a run without --resume first.", file=sys.stderr)
+            return 2
+        saved = json.loads((out / "run.json").read_text())["config"]
+        opts = saved
+    else:
+        preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
+        opts = dict(PRESETS[args.model][preset])
+        for key in ("block_size", "n_layer", "n_head", "n_embd", "batch_size", "max_steps", "lr", "dropout",
+                    "eval_every"):
+            value = getattr(args, key, None)
+            if value is not None:
+                opts[key] = value
+        opts.update(model=args.model, corpus=args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+                    seed=args.seed, preset=preset, threads=args.threads)
+        if (ckpt_dir.exists() and any(ckpt_dir.iterdir())):
+            print(f"{out} already holds a run: pass --resume to continue it or --out to start a new one "
+                  "(nothing was overwritten)", file=sys.stderr)
+            return 2
+    seed_everything(opts["seed"], threads=opts.get("threads"))
+    text = load_text(opts["corpus"])
+    out.mkdir(parents=True, exist_ok=True)
+    tok_path = out / "tokenizer.json"
+    if tok_path.is_file():
+        tok = _load_tokenizer(tok_path)
+    else:
+        tok = _build_tokenizer(text, opts["tokenizer"], opts["vocab_size"])
+        tok.save(tok_path)
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    train_ids, val_ids = train_val_split(ids, 0.1)
+    T, B = opts["block_size"], opts["batch_size"]
+    train_batches = LMBatches(train_ids, T, B, seed=opts["seed"])
+    val_batches = LMBatches(val_ids, T, B, seed=opts["seed"] + 1)
+    if opts["model"] == "gpt":
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=T, n_layer=opts["n_layer"],
+                              n_head=opts["n_head"], n_embd=opts["n_embd"], dropout=opts["dropout"]))
+    else:
+        model = LSTMLM(LSTMConfig(vocab_size=tok.vocab_size, n_embd=opts["n_embd"], n_hidden=opts["n_hidden"],
+                                  n_layer=opts["n_layer"], dropout=opts["dropout"]))
+    config = TrainConfig(max_steps=opts["max_steps"], lr=opts["lr"], warmup_steps=opts["warmup_steps"],
+                         eval_every=opts["eval_every"], eval_batches=opts["eval_batches"], seed=opts["seed"],
+                         checkpoint_dir=str(ckpt_dir), checkpoint_every=args.checkpoint_every or opts["eval_every"],
+                         device=args.device, compile=args.compile, progress=None if args.progress else False)
+    record = RunRecord.start(config=opts, seed=opts["seed"], data=text)
+    record.save(out / "run.json")
+    device = pick_device(args.device)
+    print(f"training {opts['model']} ({model.num_params():,} parameters) on {opts['corpus']} "
+          f"({len(train_ids):,} train / {len(val_ids):,} val tokens) on {device}; run folder {out}", flush=True)
+    t0 = time.perf_counter()
+    history = train(model, train_batches, val_batches, config, resume=bool(args.resume))
+    minutes = (time.perf_counter() - t0) / 60
+    record.finish({"best_val_loss": history.best_val_loss, "final_train_loss": history.final_train_loss,
+                   "steps": history.steps[-1] if history.steps else 0, "minutes": round(minutes, 3)})
+    record.save(out / "run.json")
+    (out / "history.json").write_text(json.dumps(history.to_dict()))
+    print(f"done in {minutes:.1f} min: best validation loss {history.best_val_loss:.4f}; "
+          f"sample with: lmlab sample --checkpoint {out}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from lmlab.checkpoint import load_checkpoint
+    from lmlab.generate import generate
+
+    run_dir = Path(args.checkpoint)
+    ckpt_path = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    tok_path = next((p / "tokenizer.json" for p in (run_dir, run_dir.parent, run_dir.parent.parent)
+                     if (p / "tokenizer.json").is_file()), None)
+    if tok_path is None:
+        print(f"no tokenizer.json found in {run_dir} or its parents: pass the run folder written by `lmlab train`",
+              file=sys.stderr)
+        return 2
+    tok = _load_tokenizer(tok_path)
+    ckpt = load_checkpoint(ckpt_path)
+    model = ckpt.model
+    ids = tok.encode(args.prompt)
+    if not ids:
+        print("the prompt is empty: give at least one character, e.g. --prompt $'\\n'", file=sys.stderr)
+        return 2
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.tensor([ids], dtype=torch.long)
+    for _ in range(args.num_samples):
+        out = generate(model, idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, do_sample=not args.greedy, generator=gen)
+        print(tok.decode(out[0].tolist()))
+        print("-" * 40)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmlab", description="lmlab: a hands-on course on how language models work")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("env", help="report versions, device, threads, data cache and version drift")
+    e.add_argument("--check-device", action="store_true", help="compare a small GPT on the accelerator and the CPU")
+    e.add_argument("--device", default=None, help="device to check (default: the one training would pick)")
+    e.set_defaults(func=_cmd_env)
+
+    d = sub.add_parser("data", help="download or verify the corpora")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("download", help="fetch corpora into a folder")
+    dl.add_argument("name", nargs="*", help="corpus names (or --all)")
+    dl.add_argument("--all", action="store_true", help="every corpus")
+    dl.add_argument("--to", default=None, help="target folder (default: the data cache)")
+    dv = dsub.add_parser("verify", help="check a folder against the known hashes")
+    dv.add_argument("dir", nargs="?", default=None, help="folder (default: the data cache)")
+    d.set_defaults(func=_cmd_data)
+
+    t = sub.add_parser("train", help="train a language model on a corpus")
+    t.add_argument("--corpus", default="tinyshakespeare")
+    t.add_argument("--model", choices=sorted(PRESETS), default="gpt")
+    t.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="sizes (default: gpu if CUDA, else cpu)")
+    t.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
+    t.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
+    t.add_argument("--out", default="runs/shakespeare", help="run folder: checkpoints, tokenizer, run record")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    for name, typ in [("block-size", int), ("n-layer", int), ("n-head", int), ("n-embd", int),
+                      ("batch-size", int), ("max-steps", int), ("lr", float), ("dropout", float),
+                      ("eval-every", int), ("checkpoint-every", int), ("threads", int)]:
+        t.add_argument(f"--{name}", type=typ, default=None)
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sample", help="generate text from a trained run")
+    s.add_argument("--checkpoint", required=True, help="run folder written by `lmlab train` (or its checkpoints/)")
+    s.add_argument("--prompt", default="\n")
+    s.add_argument("--max-new-tokens", type=int, default=300)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("--top-p", type=float, default=None)
+    s.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    s.add_argument("--num-samples", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_sample)
+
+    try:
+        from lmlab.course import add_cli
+    except ImportError:  # the course kit is optional while the package is being assembled
+        add_cli = None
+    if add_cli is not None:
+        add_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
+        # clear errors raised by lmlab are shown without a traceback
+        print(f"lmlab {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the latest checkpoint on disk is intact (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Shared test setup: offline data, quiet progress bars, pinned threads."""
+
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Tests read the exact corpus files from ../shared/data unless the caller points elsewhere.
+if "LMLAB_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["LMLAB_DATA_DIR"] = str(SHARED_DATA)
+os.environ.setdefault("LMLAB_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pin_threads():
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def data_dir() -> pathlib.Path:
+    """The folder holding the real corpus files (skips when it is absent)."""
+    d = pathlib.Path(os.environ.get("LMLAB_DATA_DIR", SHARED_DATA))
+    if not (d / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip(f"corpus files not found under {d}; set LMLAB_DATA_DIR")
+    return d
