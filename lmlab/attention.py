@@ -74,7 +74,7 @@ def scaled_dot_product_attention(
         scale: multiplies the scores; default 1 / sqrt(d_k).
 
     Rows where every key is masked out: softmax over all -inf gives NaN; we set those rows'
-    weights (and so their outputs) to zeros, which is what PyTorch's own function returns on CPU.
+    weights (and so their outputs) to zeros, as recent PyTorch versions do on CPU (older ones return NaN).
 
     Shape:
         q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v)
@@ -89,7 +89,9 @@ def scaled_dot_product_attention(
     if q.size(-1) != k.size(-1):
         raise ValueError(f"q and k must have the same last dim d_k, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.size(-2) != v.size(-2):
-        raise ValueError(f"k and v must have the same length T_k (dim -2), got k {tuple(k.shape)} and v {tuple(v.shape)}")
+        raise ValueError(
+            f"k and v must have the same length T_k (dim -2), got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., T_q, d_k) x (..., d_k, T_k) -> (..., T_q, T_k)
@@ -139,7 +141,9 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # fused query, key, value projections
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """Self-attention over ``x``. Returns ``(out, weights)``; weights is None unless ``need_weights``.
 
         Args:
@@ -193,7 +197,10 @@ def _divisors_near(n: int, target: int, count: int = 3) -> list[int]:
 
 
 def _multiples_near(m: int, target: int, count: int = 2) -> list[int]:
-    """The ``count`` positive multiples of ``m`` closest to ``target``. Example: _multiples_near(6, 128) -> [126, 132]"""
+    """The ``count`` positive multiples of ``m`` closest to ``target``.
+
+    Example: _multiples_near(6, 128) -> [126, 132]
+    """
     lo = max(m, (target // m) * m)
     cands = {lo, lo + m} | ({lo - m} if lo - m > 0 else set())
     return sorted(sorted(cands, key=lambda x: (abs(x - target), x))[:count])

@@ -83,10 +83,9 @@ def _build_tokenizer(text: str, kind: str, vocab_size: int):
 
 
 def _load_tokenizer(path: Path):
-    from lmlab.tokenizers import BPETokenizer, CharTokenizer
+    from lmlab.tokenizers import load_tokenizer
 
-    kind = json.loads(path.read_text()).get("type", "")
-    return (BPETokenizer if "bpe" in kind.lower() else CharTokenizer).load(path)
+    return load_tokenizer(path)
 
 
 def _cmd_train(args) -> int:

@@ -230,6 +230,7 @@ def fetch(
             f"The cached file {path} has sha256 {actual}, expected {c.sha256}; it was not used "
             "(delete it or let a download replace it). "
         )
+    created = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -270,19 +271,31 @@ def fetch(
             for p in (tmp_download, tmp_file):
                 if p is not None and p.exists():
                     p.unlink()
+    if created and not any(path.parent.iterdir()):
+        path.parent.rmdir()  # leave no empty folder behind after a failed first download
     tried = "\n".join(f"  - {u}: {r}" for u, r in failures) or "  (no URLs given)"
     raise DownloadError(
         f"could not get corpus {name!r}; tried:\n{tried}\n{stale}{_offline_help(c, path)}", failures
     )
 
 
-def download_all(to: str | os.PathLike, *, names: list[str] | None = None, timeout: float = 30.0) -> list[Path]:
+def download_all(
+    to: str | os.PathLike,
+    *,
+    names: list[str] | None = None,
+    mirrors: dict[str, list[str]] | None = None,
+    timeout: float = 30.0,
+) -> list[Path]:
     """Fetch every corpus (or those in ``names``) into the folder ``to``; return their paths.
 
-    This backs ``lmlab data download --all --to DIR``: the folder can then be copied to an offline
-    machine and used with ``LMLAB_DATA_DIR=DIR``.
+    ``mirrors`` maps a corpus name to URLs used instead of the registry's. This backs
+    ``lmlab data download --all --to DIR``: the folder can then be copied to an offline machine and
+    used with ``LMLAB_DATA_DIR=DIR``. Files already there with the right SHA-256 are not downloaded.
     """
-    return [fetch(n, data_dir=to, timeout=timeout) for n in (names if names is not None else list(CORPORA))]
+    names = names if names is not None else list(CORPORA)
+    for n in list(names) + list(mirrors or {}):
+        _corpus(n)
+    return [fetch(n, data_dir=to, urls=(mirrors or {}).get(n), timeout=timeout) for n in names]
 
 
 def verify(folder: str | os.PathLike | None = None) -> list[VerifyResult]:

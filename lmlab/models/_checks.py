@@ -27,10 +27,11 @@ def check_idx(idx: Tensor, vocab_size: int, block_size: int | None = None, *, ch
         raise TypeError(f"idx must be a torch.Tensor of token ids with shape (B, T), got {type(idx).__name__}; "
                         "use torch.tensor([[...]], dtype=torch.long)")
     if idx.dtype not in _ID_DTYPES:
-        raise TypeError(f"idx has dtype {str(idx.dtype).removeprefix('torch.')}; token ids must be torch.long, e.g. idx.long()")
+        dtype = str(idx.dtype).removeprefix("torch.")
+        raise TypeError(f"idx must hold integer token ids, got {dtype}; token ids must be torch.long, e.g. idx.long()")
     if idx.dim() != 2:
-        hint = " add a batch dim with idx[None]" if idx.dim() == 1 else ""
-        raise ValueError(f"idx must be 2-D (B, T), got shape {tuple(idx.shape)};{hint or ' reshape it to (B, T)'}")
+        hint = "add a batch dim with idx[None]" if idx.dim() == 1 else "reshape it to (B, T)"
+        raise ValueError(f"idx must be 2-D (B, T), got shape {tuple(idx.shape)}; {hint}")
     T = idx.size(1)
     if block_size is not None and T > block_size:
         raise ValueError(f"sequence length T={T} is longer than block_size={block_size}; "

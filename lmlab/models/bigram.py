@@ -70,5 +70,5 @@ class BigramLM(nn.Module):
         logits = self.logits_table(idx)  # (B, T) -> (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
+            loss = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
         return logits, loss

@@ -261,7 +261,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
+            loss = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
         return logits, loss
 
     def hidden_states(self, idx: Tensor) -> Tensor:

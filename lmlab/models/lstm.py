@@ -82,7 +82,8 @@ class LSTMLM(nn.Module):
             config = vocab_size
             config.validate()
         else:
-            config = LSTMConfig(vocab_size=vocab_size, n_embd=n_embd, n_hidden=n_hidden, n_layer=n_layer, dropout=dropout)
+            config = LSTMConfig(vocab_size=vocab_size, n_embd=n_embd, n_hidden=n_hidden, n_layer=n_layer,
+                                dropout=dropout)
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
@@ -101,8 +102,8 @@ class LSTMLM(nn.Module):
             raise TypeError("state must be a tuple (h, c) as returned by forward_with_state, or None")
         for name, s in zip("hc", state):
             if tuple(s.shape) != expected:
-                raise ValueError(f"state {name} must have shape (n_layer, B, n_hidden) = {expected}, got {tuple(s.shape)}; "
-                                 "pass the state returned for a batch of the same size")
+                raise ValueError(f"state {name} must have shape (n_layer, B, n_hidden) = {expected}, "
+                                 f"got {tuple(s.shape)}; pass the state returned for a batch of the same size")
 
     def forward_with_state(self, idx: Tensor, state: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
         """Logits and the final state, to be passed to the next call (detach it between TBPTT chunks).
@@ -128,7 +129,7 @@ class LSTMLM(nn.Module):
         loss = None
         if targets is not None:
             V = self.config.vocab_size
-            loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
+            loss = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
         return logits, loss
 
     def decode_step(self, idx: Tensor, cache: LSTMState | None = None) -> tuple[Tensor, LSTMState]:

@@ -11,9 +11,10 @@ Storage: counts for orders n <= 3 are dense tensors of shape (V,) * order, saved
 (``counts1``, ``counts2``, ...). Higher orders are kept in a dict ``{context tuple: counts (V,)}``,
 which is not part of ``state_dict`` (refit instead).
 
-The first n - 1 positions of a sequence have fewer than n - 1 tokens of context. They back off to the
-lower-order model that fits: position t (0-based, t < n - 1) uses the (t + 1)-gram model with the t
-tokens before it (position 0 uses the unigram model).
+As for every lmlab LM, ``logits[b, t]`` predicts the token after ``idx[b, t]`` (``targets`` is ``idx``
+shifted by one), so its context is the n - 1 tokens ending at position t: ``idx[b, t-n+2 : t+1]``.
+The first n - 2 positions have fewer tokens than that; they back off to the lower-order model that fits:
+position t (0-based, t < n - 2) uses the (t + 2)-gram model with the t + 1 tokens it has.
 
 Letters: B batch, T time, V vocab size.
 
@@ -45,7 +46,7 @@ class NGramLM(nn.Module):
         k: add-k smoothing (0 = maximum likelihood, 1 = Laplace).
 
     Shape:
-        idx (B, T) -> logits (B, T, V) = log p(. | previous n-1 tokens); -inf where p = 0.
+        idx (B, T) -> logits (B, T, V); logits[b, t] = log p(. | idx[b, t-n+2 : t+1]); -inf where p = 0.
 
     Example:
         >>> lm = NGramLM(vocab_size=3, n=2).fit([0, 1, 0, 2])
@@ -157,16 +158,20 @@ class NGramLM(nn.Module):
             check_targets(targets, idx, self.vocab_size, check_ids=self.check_ids)
         B, T = idx.shape
         V = self.vocab_size
-        logits = torch.empty(B, T, V, device=idx.device)  # (B, T, V)
         w = self.n - 1  # context width
-        for t in range(min(w, T)):  # the first positions back off to shorter contexts
-            ctx = idx[:, :t]  # (B, t)
-            logits[:, t] = self._normalize(self._counts(ctx)).log()  # (B, V)
-        if T > w:
-            ctx = idx.unfold(1, w, 1)[:, : T - w].reshape(-1, w) if w > 0 else idx.new_zeros(B * T, 0)  # (B*(T-w), w)
-            p = self._normalize(self._counts(ctx))  # (B * (T - w), V)
-            logits[:, w:] = p.log().view(B, T - w, V)  # (B, T - w, V)
+        if w == 0:  # unigram: the same distribution everywhere
+            p = self._normalize(self._counts(idx.new_zeros(1, 0)))  # (1, V)
+            logits = p.log().expand(B, T, V)  # (B, T, V)
+        else:
+            logits = torch.empty(B, T, V, device=idx.device)  # (B, T, V)
+            for t in range(min(w - 1, T)):  # the first positions have only t + 1 tokens: shorter context
+                ctx = idx[:, : t + 1]  # (B, t + 1)
+                logits[:, t] = self._normalize(self._counts(ctx)).log()  # (B, V)
+            if T >= w:
+                ctx = idx.unfold(1, w, 1).reshape(-1, w)  # (B * (T - w + 1), w): tokens t - w + 1 .. t
+                p = self._normalize(self._counts(ctx))  # (B * (T - w + 1), V)
+                logits[:, w - 1 :] = p.log().view(B, T - w + 1, V)  # (B, T - w + 1, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
         return logits, loss

@@ -1,0 +1,42 @@
+"""Data for the course: real corpora (download, cache, verify), synthetic sources, splits and batches.
+
+Example:
+    >>> from lmlab.data import load_text, MarkovSource, LMBatches
+    >>> text = load_text("tinyshakespeare")      # 1,115,394 characters
+"""
+
+from lmlab.data.batching import ArrayBatches, LMBatches, train_val_split
+from lmlab.data.corpora import (
+    CORPORA,
+    Corpus,
+    DownloadError,
+    SMSSpam,
+    VerifyResult,
+    data_dir,
+    download_all,
+    fetch,
+    load_sms_spam,
+    load_text,
+    verify,
+)
+from lmlab.data.synthetic import GrammarSource, MarkovSource, Sentence
+
+__all__ = [
+    "CORPORA",
+    "ArrayBatches",
+    "Corpus",
+    "DownloadError",
+    "GrammarSource",
+    "LMBatches",
+    "MarkovSource",
+    "SMSSpam",
+    "Sentence",
+    "VerifyResult",
+    "data_dir",
+    "download_all",
+    "fetch",
+    "load_sms_spam",
+    "load_text",
+    "train_val_split",
+    "verify",
+]

@@ -1,0 +1,26 @@
+"""Self-checking exercises for the lmlab notebooks.
+
+In a notebook: ``from lmlab.exercises import nb01 as ex``, then ``ex.q1.check(my_function)``,
+``ex.q1.hint()``, ``ex.q1.solution()`` and ``ex.progress()``. One module per notebook (`nb01`, ...);
+the machinery is in `lmlab.exercises.core`. Teachers: see docs/teachers.md and `lmlab.course`.
+"""
+
+from lmlab.exercises.core import CheckFailed, CheckResult, Exercise, ExerciseSet
+
+__all__ = ["CheckFailed", "CheckResult", "Exercise", "ExerciseSet", "exercise_set"]
+
+
+def exercise_set(module: str) -> ExerciseSet:
+    """The `ExerciseSet` of a notebook's exercise module, by its name (e.g. ``"nb01"``)."""
+    import importlib
+
+    if not module.isidentifier():
+        raise ValueError(f"not an exercise module name: {module!r} (expected something like 'nb01')")
+    try:
+        mod = importlib.import_module(f"lmlab.exercises.{module}")
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"no exercise module lmlab.exercises.{module}") from exc
+    exercises = getattr(mod, "EXERCISES", None)
+    if not isinstance(exercises, ExerciseSet):
+        raise ValueError(f"lmlab.exercises.{module} has no EXERCISES registry (an ExerciseSet)")
+    return exercises

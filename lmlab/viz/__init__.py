@@ -1,0 +1,23 @@
+"""Looking inside attention: weights from any model, static plots, and the ``AttentionExplorer`` widget.
+
+    from lmlab.viz import AttentionExplorer, attention_weights, attention_rollout, plot_attention
+
+    tokens, w = attention_weights(model, tokenizer, "The cat sat.")   # w: (L, H, T, T)
+    fig = plot_attention(tokens, w, layer=0, head=1)                  # static matplotlib figure
+    AttentionExplorer(model, tokenizer, "The cat sat.")               # live widget in a notebook
+
+Modules: ``weights`` (model-independent attention tensors, rollout, attention during generation),
+``plots`` (matplotlib figures and thumbnails), ``explorer`` (the widget and its exports).
+matplotlib and ipywidgets are imported only when a figure or a widget is made.
+"""
+
+from lmlab.viz.explorer import AttentionExplorer
+from lmlab.viz.plots import plot_attention, plot_query, plot_rollout, token_label
+from lmlab.viz.weights import (
+    GenerationTrace, attention_rollout, attention_weights, generation_attention, token_strings,
+)
+
+__all__ = [
+    "AttentionExplorer", "attention_weights", "attention_rollout", "plot_attention", "plot_query",
+    "plot_rollout", "token_label", "token_strings", "GenerationTrace", "generation_attention",
+]

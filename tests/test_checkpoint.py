@@ -1,0 +1,266 @@
+"""Checkpoints: round trip, atomic writes under failures and kills, mismatches, versions, unsafe pickles."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from ddp_worker import TinyLM
+
+from lmlab.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    CheckpointWriteError,
+    UnsafeCheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from lmlab.train import TrainConfig, make_optimizer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def trained(seed=0, n_embd=16):
+    """A TinyLM and an AdamW that has taken one step (so it has moment estimates to save)."""
+    torch.manual_seed(seed)
+    model = TinyLM(n_embd=n_embd)
+    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    _, loss = model(torch.randint(11, (2, 5)), torch.randint(11, (2, 5)))
+    loss.backward()
+    opt.step()
+    return model, opt
+
+
+def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
+    model, opt = trained()
+    path = save_checkpoint(tmp_path, model, opt, step=3, state={"note": "hi", "history": {"steps": [1, 2, 3]}})
+    assert path == tmp_path / "step-000003"
+    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optimizer.pt", "state.json"]
+    assert (tmp_path / "latest").read_text().strip() == "step-000003"
+    state = json.loads((path / "state.json").read_text())  # plain, inspectable JSON
+    assert state["step"] == 3 and state["format_version"] == FORMAT_VERSION and state["note"] == "hi"
+
+    other, other_opt = trained(seed=1)
+    ckpt = load_checkpoint(tmp_path, other, other_opt)  # a run folder: its latest checkpoint
+    assert ckpt.path == path and ckpt.step == 3 and ckpt.state["history"] == {"steps": [1, 2, 3]}
+    assert ckpt.model is other
+    for p, q in zip(model.parameters(), other.parameters()):
+        assert torch.equal(p, q)
+    sa, sb = opt.state_dict()["state"], other_opt.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) and torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+
+
+def test_keeps_the_newest_checkpoints_and_resaving_a_step_replaces_it(tmp_path):
+    model, opt = trained()
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, model, opt, step=step, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000003", "step-000004"]
+    save_checkpoint(tmp_path, model, None, step=4, state={"again": True}, keep=2)
+    assert load_checkpoint(tmp_path, model).state["again"] is True
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+class FullDiskOptimizer(torch.optim.SGD):
+    """Fails half-way through a save, after the weights were written, as a full disk would."""
+
+    def state_dict(self):
+        raise OSError(28, "No space left on device")
+
+
+def test_failed_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path, model, opt, step=1)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    with pytest.raises(CheckpointWriteError, match="No space left on device") as info:
+        save_checkpoint(tmp_path, model, FullDiskOptimizer(model.parameters(), lr=0.1), step=2)
+    assert isinstance(info.value, OSError) and str(tmp_path) in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000001"]  # temp folder removed
+    ckpt = load_checkpoint(tmp_path, TinyLM())
+    assert ckpt.step == 1
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(v, good[k])
+
+
+def test_crash_at_the_final_rename_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, opt = trained()
+    save_checkpoint(tmp_path, model, opt, step=1)
+
+    def crash(src, dst):  # simulates dying exactly at the commit point
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(CheckpointWriteError):
+        save_checkpoint(tmp_path, model, opt, step=2)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path).name == "step-000001"
+    assert load_checkpoint(tmp_path, TinyLM()).step == 1
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # chmod does not stop root; a path under a file stops everyone
+    model, _ = trained()
+    with pytest.raises(CheckpointWriteError, match="could not write a checkpoint into .*a_file/run"):
+        save_checkpoint(blocker / "run", model, step=1)
+
+
+KILL_SCRIPT = r"""
+import sys, torch
+from lmlab.checkpoint import save_checkpoint
+model = torch.nn.Linear(512, 512)   # 1 MB of weights: a save takes a while
+step = 0
+while True:
+    step += 1
+    with torch.no_grad():
+        model.weight.fill_(step); model.bias.fill_(step)
+    save_checkpoint(sys.argv[1], model, step=step, state={"value": step})
+    print(step, flush=True)
+"""
+
+
+def test_killed_while_saving_leaves_a_loadable_consistent_checkpoint(tmp_path):
+    """A real process saving in a loop, killed with SIGKILL at an arbitrary moment."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(run)], stdout=subprocess.PIPE, env=env)
+    try:
+        first = proc.stdout.readline()  # wait for at least one complete checkpoint
+        assert first.strip(), "the saving process died before its first checkpoint"
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    ckpt = load_checkpoint(run, torch.nn.Linear(512, 512))
+    value = ckpt.state["value"]
+    assert ckpt.step == value >= 1
+    assert (ckpt.model.weight == value).all() and (ckpt.model.bias == value).all()  # weights match the state
+
+
+def test_mismatched_model_names_every_difference_and_loads_nothing(tmp_path):
+    model, _ = trained(n_embd=16)
+    save_checkpoint(tmp_path, model, step=1)
+    small = TinyLM(n_embd=8)
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path, small)
+    msg = str(info.value)
+    assert "emb.weight: checkpoint [11, 16], model [11, 8]" in msg
+    assert "ln.weight: checkpoint [16], model [8]" in msg
+    assert all(torch.equal(v, before[k]) for k, v in small.state_dict().items())
+
+
+def test_other_format_version_is_refused_with_a_clear_message(tmp_path):
+    model, _ = trained()
+    path = save_checkpoint(tmp_path, model, step=1)
+    state = json.loads((path / "state.json").read_text())
+    state["format_version"] = 999
+    (path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="format version 999.*reads version 1"):
+        load_checkpoint(path, TinyLM())
+
+
+class Evil:
+    """Unpickling this object creates a marker file: it stands for arbitrary code execution."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_malicious_optimizer_pickle_is_refused(tmp_path):
+    model, opt = trained()
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    marker = tmp_path / "pwned"
+    torch.save({"state": {0: Evil(str(marker))}, "param_groups": []}, path / "optimizer.pt")
+    with pytest.raises(UnsafeCheckpointError, match="refused to load .*optimizer.pt"):
+        load_checkpoint(path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+    assert not marker.exists()
+    # the planted file is really dangerous: unpickling it without weights_only runs its code
+    torch.load(path / "optimizer.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_nothing_to_load_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing")
+    model, _ = trained()
+    save_checkpoint(tmp_path, model, step=1)
+    with pytest.raises(CheckpointError, match="pass it as model="):
+        load_checkpoint(tmp_path)  # TinyLM is not an lmlab.models model: no spec to rebuild from
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        load_checkpoint(tmp_path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+
+
+# ---------------------------------------------------------------------------------------------------- tiny GPT
+
+
+def _gpt(n_layer=2, seed=0):
+    from lmlab.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=n_layer, n_head=2, n_embd=16))
+
+
+def test_gpt_tied_weights_are_stored_once_and_stay_tied(tmp_path):
+    pytest.importorskip("lmlab.models.gpt")
+    from safetensors import safe_open
+
+    model = _gpt()
+    path = save_checkpoint(tmp_path, model, step=1)
+    with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        names = set(f.keys())
+    assert ("lm_head.weight" in names) != ("transformer.wte.weight" in names)  # exactly one copy
+    other = _gpt(seed=1)
+    load_checkpoint(path, other)
+    assert other.lm_head.weight is other.transformer.wte.weight
+    for p, q in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_gpt_config_mismatch_names_the_field(tmp_path):
+    pytest.importorskip("lmlab.models.gpt")
+    save_checkpoint(tmp_path, _gpt(n_layer=4), step=1)
+    with pytest.raises(CheckpointError, match="n_layer: checkpoint 4, model 2") as info:
+        load_checkpoint(tmp_path, _gpt(n_layer=2))
+    assert "transformer.h.2.attn.c_attn.weight: in the checkpoint" in str(info.value)
+
+
+def test_gpt_other_dropout_loads_with_a_warning(tmp_path):
+    pytest.importorskip("lmlab.models.gpt")
+    from lmlab.models.gpt import GPT, GPTConfig
+
+    model = _gpt()
+    save_checkpoint(tmp_path, model, step=1)
+    torch.manual_seed(5)
+    other = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.2))
+    with pytest.warns(UserWarning, match="dropout: checkpoint 0.0, model 0.2"):
+        load_checkpoint(tmp_path, other)
+    assert torch.equal(other.lm_head.weight, model.lm_head.weight)
+
+
+def test_gpt_is_rebuilt_from_the_model_spec(tmp_path):
+    models = pytest.importorskip("lmlab.models")
+    if not hasattr(models, "build_model") or not hasattr(models, "model_spec"):
+        pytest.skip("lmlab.models.build_model / model_spec not written yet")
+    model = _gpt()
+    save_checkpoint(tmp_path, model, step=1)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.state["model_spec"] == json.loads(json.dumps(models.model_spec(model)))
+    assert type(ckpt.model) is type(model)
+    for p, q in zip(model.state_dict().values(), ckpt.model.state_dict().values()):
+        assert torch.equal(p, q)
