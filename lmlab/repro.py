@@ -99,6 +99,9 @@ def seed_everything(seed: int, threads: int | None = None, deterministic: bool =
         # cuBLAS needs a fixed workspace to be deterministic; it must be set before the first cuBLAS call.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Deterministic mode also fills every new tensor's memory with NaN, which makes small operations slow;
+    # lmlab never reads uninitialized memory, so results do not depend on it.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing: not reproducible
     return {
