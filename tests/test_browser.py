@@ -150,7 +150,12 @@ def _drive(page, url: str, log: Path) -> None:
 
     head_image = page.locator("img.lmlab-head-image")
     try:
-        head_image.wait_for(state="visible", timeout=90_000)
+        try:
+            head_image.wait_for(state="visible", timeout=90_000)
+        except Exception:  # on a busy machine "Run All" can reach the kernel before it is ready: once more
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            head_image.wait_for(state="visible", timeout=120_000)
         page.wait_for_function("() => { const im = document.querySelector('img.lmlab-head-image');"
                                " return im && im.complete && im.naturalWidth > 100; }")
     except Exception:

@@ -74,7 +74,7 @@ def load_band(name: str, folder: Path | None = None) -> Band:
 def _curve(history_or_curve) -> tuple[list[int], list[float]]:
     """Accept a lmlab History (its validation curve) or a (steps, losses) pair."""
     if hasattr(history_or_curve, "val_steps"):
-        return list(history_or_curve.val_steps), list(history_or_curve.val_loss)
+        return list(history_or_curve.val_steps), list(history_or_curve.val_losses)
     steps, losses = history_or_curve
     return list(steps), list(losses)
 
