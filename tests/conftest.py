@@ -32,3 +32,22 @@ def data_dir() -> pathlib.Path:
     if not (d / "tinyshakespeare" / "input.txt").is_file():
         pytest.skip(f"corpus files not found under {d}; set LMLAB_DATA_DIR")
     return d
+
+
+@pytest.fixture(autouse=True)
+def _fresh_exercises(monkeypatch):
+    """Every test starts with no exercise marked passed and no grade file, and leaves none behind."""
+    import sys
+
+    from lmlab.exercises.core import ExerciseSet
+
+    def reset_all():
+        for name, module in list(sys.modules.items()):
+            if name.startswith("lmlab.exercises.nb") and isinstance(getattr(module, "EXERCISES", None), ExerciseSet):
+                module.EXERCISES.reset()
+
+    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
+    reset_all()
+    yield
+    reset_all()
+

@@ -19,20 +19,7 @@ from lmlab.exercises import exercise_set
 from lmlab.exercises import nb01 as ex
 from lmlab.exercises.core import CheckFailed, compare_tensors
 from lmlab.exercises.nb01 import _counts, _pairs, ref_add_k_probs, ref_bigram_probs, ref_cross_entropy
-
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
-    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
-    ex.EXERCISES.reset()
-    yield
-    ex.EXERCISES.reset()
-
-
-def _solution_function(exercise, name):
-    namespace: dict = {"torch": torch, "math": math}
-    exec(exercise.solution_code, namespace)  # the worked solution shown to learners must itself pass
-    return namespace[name]
+from exercise_helpers import solution_function
 
 
 def counts_of(ids, V):
@@ -64,7 +51,7 @@ def test_reference_passes(exercise, answer):
     [(ex.q1, "bigram_probs"), (ex.q2, "cross_entropy"), (ex.q3, "perplexity"), (ex.q4, "add_k_probs")],
 )
 def test_worked_solution_passes(exercise, name):
-    result = exercise.evaluate(_solution_function(exercise, name))
+    result = exercise.evaluate(solution_function(exercise, name))
     assert result.passed, result.message
 
 

@@ -3,7 +3,6 @@ mistakes fail with a specific explanation."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -11,20 +10,7 @@ import torch
 from lmlab.exercises import exercise_set
 from lmlab.exercises import nb02 as ex
 from lmlab.exercises.nb02 import ref_sgd_step, ref_softmax_grad
-
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
-    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
-    ex.EXERCISES.reset()
-    yield
-    ex.EXERCISES.reset()
-
-
-def _solution_function(exercise, name):
-    namespace: dict = {"torch": torch, "math": math}
-    exec(exercise.solution_code, namespace)
-    return namespace[name]
+from exercise_helpers import solution_function
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_softmax_grad), (ex.q2, ref_sgd_step)])
@@ -36,7 +22,7 @@ def test_reference_passes(exercise, answer):
 
 @pytest.mark.parametrize("exercise, name", [(ex.q1, "softmax_grad"), (ex.q2, "sgd_step")])
 def test_worked_solution_passes(exercise, name):
-    result = exercise.evaluate(_solution_function(exercise, name))
+    result = exercise.evaluate(solution_function(exercise, name))
     assert result.passed, result.message
 
 

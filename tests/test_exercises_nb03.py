@@ -7,20 +7,7 @@ import pytest
 
 from lmlab.exercises import exercise_set
 from lmlab.exercises import nb03 as ex
-
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
-    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
-    ex.EXERCISES.reset()
-    yield
-    ex.EXERCISES.reset()
-
-
-def _solution_function(exercise, name):
-    namespace: dict = {}
-    exec(exercise.solution_code, namespace)
-    return namespace[name]
+from exercise_helpers import solution_function
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ex.ref_merge), (ex.q2, ex.ref_get_stats)])
@@ -32,7 +19,7 @@ def test_reference_passes(exercise, answer):
 
 @pytest.mark.parametrize("exercise, name", [(ex.q1, "merge"), (ex.q2, "get_stats")])
 def test_worked_solution_passes(exercise, name):
-    assert exercise.evaluate(_solution_function(exercise, name)).passed
+    assert exercise.evaluate(solution_function(exercise, name)).passed
 
 
 def test_counter_solution_passes():

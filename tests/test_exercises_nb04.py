@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -11,20 +10,7 @@ import torch.nn.functional as F
 
 from lmlab.exercises import nb04 as ex
 from lmlab.exercises.nb04 import _cell, _q1_case, ref_lm_loss, ref_lstm_cell
-
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
-    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
-    ex.EXERCISES.reset()
-    yield
-    ex.EXERCISES.reset()
-
-
-def _solution_function(exercise, name):
-    namespace: dict = {"torch": torch, "math": math, "F": F}
-    exec(exercise.solution_code, namespace)
-    return namespace[name]
+from exercise_helpers import solution_function
 
 
 def test_reference_matches_nn_lstmcell():
@@ -49,7 +35,7 @@ def test_reference_passes(exercise, answer):
 
 @pytest.mark.parametrize("exercise, name", [(ex.q1, "lstm_cell"), (ex.q2, "lm_loss")])
 def test_worked_solution_passes(exercise, name):
-    result = exercise.evaluate(_solution_function(exercise, name))
+    result = exercise.evaluate(solution_function(exercise, name))
     assert result.passed, result.message
 
 

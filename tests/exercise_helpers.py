@@ -1,0 +1,13 @@
+"""Helpers for the exercise tests (tests/test_exercises*.py)."""
+
+
+def solution_function(exercise, name: str):
+    """The function defined by an exercise's worked solution (what `ex.qN.solution()` shows must itself pass)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    namespace: dict = {"torch": torch, "math": math, "F": F}
+    exec(exercise.solution_code, namespace)
+    return namespace[name]
