@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 # Sizes that finish in a few minutes on a laptop CPU, and a larger one for a GPU.

@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -32,7 +32,6 @@ import os
 import platform as _platform
 import random
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
