@@ -5,7 +5,7 @@ training with several seeds and kept the spread of the curves as a *band* (small
 module). `compare_to_reference(history, name)` says in words whether a run stays inside the band, and
 `plot_against_reference` draws the run over it.
 
-Bands are made with `make_band(curves)` from the course's own runs (scripts/make_reference_bands.py) and saved
+Bands are made with `make_band(curves)` from the course's own runs (scripts/make_reference_bands.py, one recipe per band in scripts/reference_runs/) and saved
 with `save_band`. A band holds, for each evaluated step, the lowest and highest loss seen across seeds,
 widened by a margin so that ordinary seed-to-seed and machine-to-machine differences stay inside.
 """
