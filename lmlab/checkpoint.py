@@ -14,8 +14,10 @@ A checkpoint is a folder ``step-000123/`` holding
 Writing is atomic: everything goes into a temporary folder next to the final one, is flushed to disk
 (fsync), and only then renamed to ``step-000123`` (a rename within one file system is atomic). A file
 ``latest`` names the newest checkpoint; it is replaced atomically too. Older checkpoints are deleted only
-after the new one is complete. So a crash or a full disk at any moment leaves the previous checkpoint
-loadable.
+after the new one is complete (renamed to a hidden ``.del-*`` name first, so a half-deleted folder is never
+taken for a checkpoint). So a crash or a full disk at any moment leaves the previous checkpoint loadable.
+A process killed while saving leaves hidden leftovers (``.tmp-step-*``...); the next save into the folder
+removes them (``remove_leftovers``).
 
 Left out: sharded checkpoints of models that do not fit in one process, and asynchronous saving.
 """
@@ -29,6 +31,7 @@ import re
 import shutil
 import uuid
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +51,14 @@ __all__ = [
     "list_checkpoints",
     "unwrap_model",
     "model_spec_or_none",
+    "remove_leftovers",
+    "read_state",
 ]
 
 FORMAT_VERSION = 1  # bump when the folder layout or state.json keys change incompatibly
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_LEFTOVER = re.compile(r"^\.(?:tmp-step-\d+|del-step-\d+|latest\.tmp)-[0-9a-f]+$")  # see remove_leftovers
+_OLD_DIR = re.compile(r"^\.old-(step-\d+)-[0-9a-f]+$")
 MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, LATEST_FILE = "model.safetensors", "optimizer.pt", "state.json", "latest"
 
 
@@ -167,6 +174,47 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def remove_leftovers(directory: str | os.PathLike) -> list[str]:
+    """Tidy what a process killed while saving left in ``directory``; return the names it removed.
+
+    - ``.tmp-step-*``: a checkpoint that was still being written (never complete): removed;
+    - ``.del-step-*``: an old checkpoint being deleted: removed;
+    - ``.latest.tmp-*``: a ``latest`` file being written: removed;
+    - ``.old-step-*``: the previous copy of a step that was being saved again: put back as ``step-*``
+      when the new copy never arrived, otherwise removed.
+
+    ``save_checkpoint`` calls it before writing, and ``lmlab.train`` when it resumes. Only one process
+    may save into a folder at a time (the training loop saves from rank 0 only).
+
+    Example: after a kill during a save, [".tmp-step-000006-1f2e3d4c"] -> removed, ["step-000003", "latest"] kept
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for p in sorted(directory.iterdir()):
+        old = _OLD_DIR.match(p.name)
+        if old and _is_complete(p) and not (directory / old.group(1)).exists():
+            os.replace(p, directory / old.group(1))  # the re-save never finished: the old copy is the checkpoint
+        elif old or _LEFTOVER.match(p.name):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+def _delete_checkpoint(path: Path) -> None:
+    """Rename to a hidden ``.del-*`` name, then delete: a kill half-way leaves no half-deleted ``step-*``."""
+    hidden = path.with_name(f".del-{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(path, hidden)
+    except OSError:
+        return
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------------------------------
 # saving
 
@@ -203,6 +251,7 @@ def save_checkpoint(
         >>> path.name                                                     # doctest: +SKIP
         'step-000100'
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
     import lmlab
@@ -227,17 +276,22 @@ def save_checkpoint(
 
     final = directory / f"step-{step:06d}"
     tmp = directory / f".tmp-step-{step:06d}-{uuid.uuid4().hex[:8]}"
+    old, writing = None, "the folder"
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(directory)
         tmp.mkdir()
+        writing = MODEL_FILE
         save_model(model, str(tmp / MODEL_FILE))  # drops the duplicate names of tied tensors
         if optimizer is not None:
+            writing = OPTIMIZER_FILE
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        writing = STATE_FILE
         (tmp / STATE_FILE).write_text(text)
+        writing = "the flush to disk and the rename"
         for f in tmp.iterdir():
             _fsync_file(f)
         _fsync_dir(tmp)
-        old = None
         if final.exists():  # saving the same step again: move the old one aside, never delete it first
             old = directory / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
             os.replace(final, old)
@@ -252,9 +306,14 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         for leftover in directory.glob(f".{LATEST_FILE}.tmp-*") if directory.is_dir() else []:
             leftover.unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):  # safetensors reports I/O errors as its own errors
+        if old is not None and old.exists() and not final.exists():
+            try:
+                os.replace(old, final)  # the new copy never arrived: put the old one back
+            except OSError:
+                pass  # remove_leftovers puts it back at the next save
+        if isinstance(e, (OSError, RuntimeError, SafetensorError)):  # torch and safetensors wrap I/O errors
             raise CheckpointWriteError(
-                f"could not write a checkpoint into {directory}: {e}. Earlier checkpoints there are "
+                f"could not write a checkpoint into {directory} (at {writing}): {e}. Earlier checkpoints there are "
                 "untouched and the partial one was removed. Check that the folder is writable and the "
                 "disk has free space, or pick another checkpoint_dir."
             ) from e
@@ -264,7 +323,7 @@ def save_checkpoint(
     # prune: keep the new checkpoint and the newest keep - 1 others
     others = [p for p in list_checkpoints(directory) if p != final]
     for p in others[: max(0, len(others) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+        _delete_checkpoint(p)
     return final
 
 
@@ -318,6 +377,52 @@ def _shape_differences(saved: dict[str, tuple[int, ...]], model: nn.Module) -> l
     return out
 
 
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``state.json`` of the checkpoint folder ``path``, checked: a JSON object with this lmlab's
+    format version, a step (int >= 0) and a model spec (``None`` or ``{"kind": str, "config": dict}``).
+
+    Raises:
+        CheckpointError: the file is missing, not UTF-8 JSON, or lacks those fields (the message says which),
+            or was written with another checkpoint format version (the message names both versions).
+    """
+    import lmlab
+
+    file = Path(path) / STATE_FILE
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{file} is missing; {Path(path)} is not a complete checkpoint") from e
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{file} is not valid JSON ({e}); the checkpoint is damaged: use an earlier one") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} holds a JSON {type(state).__name__}, not an object; the checkpoint is damaged")
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{Path(path)} has checkpoint format version {version!r} (written by lmlab "
+            f"{state.get('lmlab_version', '?')}), but this lmlab ({lmlab.__version__}) reads version "
+            f"{FORMAT_VERSION}; load it with the lmlab version that wrote it"
+        )
+    problems = []
+    step = state.get("step")
+    if type(step) is not int or step < 0:
+        problems.append(f"'step' must be an int >= 0, got {step!r}")
+    spec = state.get("model_spec")
+    if spec is not None and not (
+        isinstance(spec, dict) and isinstance(spec.get("kind"), str) and isinstance(spec.get("config"), dict)
+    ):
+        problems.append(f"'model_spec' must be null or {{\"kind\": str, \"config\": {{...}}}}, got {spec!r:.200}")
+    if problems:
+        raise CheckpointError(f"{file} is damaged: " + "; ".join(problems))
+    saved_version = state.get("lmlab_version")
+    if saved_version != lmlab.__version__:
+        warnings.warn(
+            f"{Path(path)} was written by lmlab {saved_version!r}; this is lmlab {lmlab.__version__!r} "
+            f"(same checkpoint format {FORMAT_VERSION}, so it loads)", stacklevel=3
+        )
+    return state
+
+
 def load_checkpoint(
     path_or_dir: str | os.PathLike,
     model: nn.Module | None = None,
@@ -337,26 +442,19 @@ def load_checkpoint(
         A ``Checkpoint`` (path, step, state, model).
 
     Raises:
-        CheckpointError: nothing to load, another format version, or a model whose tensor names or
-            shapes differ from the checkpoint's (the message lists the config and tensor differences;
-            nothing is loaded). A config that differs only in settings without weights (dropout) warns.
+        CheckpointError: nothing to load, another format version, damaged files (state.json that is not
+            a JSON object with a step, weights or optimizer state that cannot be read), or a model whose
+            tensor names or shapes differ from the checkpoint's (the message lists the config and tensor
+            differences; nothing is loaded). A config that differs only in settings without weights
+            (dropout) warns, and so does a checkpoint written by another lmlab version of the same format.
         UnsafeCheckpointError: ``optimizer.pt`` holds pickled objects that are not tensors or plain
             containers (loading them could run code, so they are not loaded).
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
     path = _resolve(path_or_dir)
-    try:
-        state = json.loads((path / STATE_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path / STATE_FILE} is not valid JSON ({e}); the checkpoint is damaged") from e
-    version = state.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {version!r} (lmlab {state.get('lmlab_version', '?')}), "
-            f"but this lmlab reads version {FORMAT_VERSION}; load it with the lmlab version that wrote it"
-        )
+    state = read_state(path)
     spec = state.get("model_spec")
 
     if model is None:
@@ -367,13 +465,24 @@ def load_checkpoint(
             )
         from lmlab.models import build_model
 
-        model = build_model(spec["kind"], spec["config"])
+        try:
+            model = build_model(spec["kind"], spec["config"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"cannot rebuild the model of {path} from its model spec ({e}); the checkpoint was written by "
+                "another lmlab version or edited by hand: build the model yourself and pass it as model=..."
+            ) from e
     model = unwrap_model(model)
 
     current = model_spec_or_none(model)
     config_diffs = _config_differences(spec, current) if spec is not None and current is not None else []
-    with safe_open(str(path / MODEL_FILE), framework="pt") as f:
-        saved_shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    try:
+        with safe_open(str(path / MODEL_FILE), framework="pt") as f:
+            saved_shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"{path / MODEL_FILE} cannot be read ({e}); the checkpoint is damaged: use an earlier one"
+        ) from e
     tensor_diffs = _shape_differences(saved_shapes, model)
     if tensor_diffs:
         lines = config_diffs + tensor_diffs[:20]
@@ -387,23 +496,32 @@ def load_checkpoint(
         warnings.warn(
             f"loading {path} into a model with a different config: " + "; ".join(config_diffs), stacklevel=2
         )
-    load_model(model, str(path / MODEL_FILE), strict=True, device=str(map_location))
+    try:
+        load_model(model, str(path / MODEL_FILE), strict=True, device=str(map_location))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"{path / MODEL_FILE} cannot be read ({e}); the checkpoint is damaged: use an earlier one"
+        ) from e
 
     if optimizer is not None:
         opt_file = path / OPTIMIZER_FILE
         if not opt_file.is_file():
             raise CheckpointError(f"{path} holds no optimizer state ({OPTIMIZER_FILE}); load it without optimizer=")
+        if not zipfile.is_zipfile(opt_file):  # torch.save writes a zip archive
+            raise CheckpointError(f"{opt_file} is not a file written by torch.save; the checkpoint is damaged")
         try:
             opt_state = torch.load(opt_file, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(
                 f"refused to load {opt_file}: it contains pickled objects other than tensors and plain "
-                "containers, and unpickling them could run arbitrary code. Do not load files from sources "
-                f"you do not trust. (torch said: {str(e).splitlines()[0]})"
+                "containers (or is damaged), and unpickling them could run arbitrary code. Do not load files "
+                f"from sources you do not trust. (torch said: {str(e).splitlines()[0]})"
             ) from e
+        except (RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(f"{opt_file} cannot be read ({e}); the checkpoint is damaged") from e
         try:
             optimizer.load_state_dict(opt_state)
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, IndexError) as e:
             raise CheckpointError(
                 f"the optimizer does not match {opt_file}: {e}. Create the optimizer with the same parameter "
                 "groups as the run that saved it"

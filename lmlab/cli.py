@@ -87,6 +87,30 @@ def _load_tokenizer(path: Path):
     return load_tokenizer(path)
 
 
+def _saved_run_config(path: Path, model: str) -> dict | None:
+    """The config of the run recorded in ``path`` (run.json), or None after saying on stderr what is wrong:
+    a damaged file, or one from another lmlab version that lacks settings this version needs."""
+    import lmlab
+    from lmlab.repro import RunRecord
+
+    try:
+        record = RunRecord.load(path)
+    except ValueError as e:
+        print(f"cannot resume: {e}", file=sys.stderr)
+        return None
+    opts = record.config
+    needed = ["model", "corpus", "tokenizer", "vocab_size", "seed", "block_size", "batch_size", "n_layer", "n_embd",
+              "dropout", "max_steps", "lr", "warmup_steps", "eval_every", "eval_batches"]
+    needed += ["n_head"] if opts.get("model", model) == "gpt" else ["n_hidden"]
+    missing = [k for k in needed if k not in opts]
+    if missing:
+        print(f"cannot resume {path.parent}: its run.json (written by lmlab {record.lmlab_version or '?'}; this is "
+              f"lmlab {lmlab.__version__}) lacks the settings {missing}. Resume it with the lmlab version that "
+              "started it, or start a new run with --out", file=sys.stderr)
+        return None
+    return opts
+
+
 def _cmd_train(args) -> int:
     import torch
 
@@ -101,8 +125,9 @@ def _cmd_train(args) -> int:
         if not (out / "run.json").is_file():
             print(f"nothing to resume in {out}: no run.json there. Start a run without --resume first.", file=sys.stderr)
             return 2
-        saved = json.loads((out / "run.json").read_text())["config"]
-        opts = saved
+        opts = _saved_run_config(out / "run.json", args.model)
+        if opts is None:
+            return 2
     else:
         preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
         opts = dict(PRESETS[args.model][preset])
@@ -152,7 +177,9 @@ def _cmd_train(args) -> int:
     record.finish({"best_val_loss": history.best_val_loss, "final_train_loss": history.final_train_loss,
                    "steps": history.steps[-1] if history.steps else 0, "minutes": round(minutes, 3)})
     record.save(out / "run.json")
-    (out / "history.json").write_text(json.dumps(history.to_dict()))
+    tmp = out / "history.json.tmp"
+    tmp.write_text(json.dumps(history.to_dict()))
+    tmp.replace(out / "history.json")  # atomic: a kill leaves the old file or the new one, never half of one
     print(f"done in {minutes:.1f} min: best validation loss {history.best_val_loss:.4f}; "
           f"sample with: lmlab sample --checkpoint {out}")
     return 0
@@ -251,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
-        # clear errors raised by lmlab are shown without a traceback
+    except (ValueError, OSError, RuntimeError) as err:
+        # clear errors raised by lmlab (CheckpointError, CheckpointWriteError, DownloadError...) without a traceback
         print(f"lmlab {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

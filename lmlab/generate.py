@@ -58,6 +58,8 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
             f"temperature must be > 0, got {temperature}; for the most likely token (temperature -> 0) "
             "use greedy decoding: do_sample=False"
         )
+    if temperature == float("inf"):
+        raise ValueError("temperature must be finite, got inf; a large value (e.g. 100) samples almost uniformly")
     return logits / temperature
 
 
@@ -215,6 +217,10 @@ def _check_generate_args(
             raise TypeError(f"eos_id must be an int token id or None, got {eos_id!r}")
         if eos_id < 0:
             raise ValueError(f"eos_id must be a token id >= 0, got {eos_id}")
+        vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(vocab_size, int) and eos_id >= vocab_size:
+            raise ValueError(f"eos_id={eos_id} is not a token of this model (vocab_size={vocab_size}), so it would "
+                             "never be generated; use the tokenizer's end-of-text id")
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")

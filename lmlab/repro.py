@@ -350,14 +350,38 @@ class RunRecord:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunRecord:
-        """Read a record written by ``save``. Unknown fields (from a newer lmlab) go to ``extra``."""
-        data = json.loads(Path(path).read_text())
+        """Read a record written by ``save``.
+
+        A record written by another lmlab version loads with a warning that names the version and the
+        fields this version does not know (kept in ``extra``) or that the record lacks (left at their
+        defaults). A file that is not a run record raises ``ValueError`` saying what is wrong.
+        """
+        import lmlab
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); it is not a run record written by lmlab") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a run record (expected a JSON object)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = {k: v for k, v in data.items() if k not in known}
-        record = cls(**{k: v for k, v in data.items() if k in known})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        wrong = [f"{k} (a {type(data[k]).__name__}, expected an object)" for k in ("config", "metrics", "extra")
+                 if k in data and not isinstance(data[k], dict)]
+        if wrong:
+            raise ValueError(f"{path} is damaged: {', '.join(wrong)}")
+        unknown = {k: v for k, v in data.items() if k not in fields}
+        missing = [k for k in fields if k not in data]
+        record = cls(**{k: v for k, v in data.items() if k in fields})
         record.extra.update(unknown)
+        if unknown or missing or record.lmlab_version != lmlab.__version__:
+            import warnings
+
+            parts = [f"{path} was written by lmlab {record.lmlab_version or '?'}; this is lmlab {lmlab.__version__}"]
+            if unknown:
+                parts.append(f"fields this version does not know (kept in .extra): {sorted(unknown)}")
+            if missing:
+                parts.append(f"fields the record lacks (left at their defaults): {missing}")
+            warnings.warn("; ".join(parts), stacklevel=2)
         return record
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -38,15 +39,27 @@ PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
 UNK = "<unk>"
 
 
+def _parse_json_file(path: str | os.PathLike) -> Any:
+    """The JSON value in the file ``path``; every way it can fail is a FileNotFoundError or ValueError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no tokenizer file at {os.fspath(path)!r}; check the path, or save one with tok.save(path)"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{os.fspath(path)!r} is not a UTF-8 text file ({e}); it is not a tokenizer file") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not valid JSON ({str(e)[:200]}); the file is damaged: save the tokenizer again"
+        ) from None
+
+
 def _read_json(path: str | os.PathLike, fmt: str, version: int) -> dict[str, Any]:
     """Read a tokenizer file and check its ``format`` and ``version`` fields."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not valid JSON ({e}); the file is damaged: save the tokenizer again"
-        ) from None
+    data = _parse_json_file(path)
     if not isinstance(data, dict) or data.get("format") != fmt:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{os.fspath(path)!r} is not an {fmt} file (its 'format' field is {got!r})")
@@ -61,6 +74,29 @@ def _write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _as_id(i: Any) -> int:
+    """One token id as a Python int: ints, NumPy integers and one-element integer tensors are fine;
+    floats, strings and whole rows are not (``int(2.7)`` would silently become 2)."""
+    try:
+        return operator.index(i)
+    except TypeError:
+        shape = getattr(i, "shape", None)
+        if shape is not None and len(shape):
+            what = f"a tensor of shape {tuple(shape)}"
+        else:
+            what = f"{i!r:.40} ({type(i).__name__})"
+        raise TypeError(
+            f"token ids must be ints, got {what}; pass a flat list of ints, e.g. tok.decode(ids.tolist()) for a "
+            "1-D tensor or tok.decode(idx[0].tolist()) for one row of a (B, T) batch"
+        ) from None
+
+
+def _iter_ids(ids: Any) -> Iterable[Any]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TypeError(f"decode takes a list of int token ids, got {type(ids).__name__}; e.g. tok.decode([3, 1])")
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,14 +160,17 @@ class CharTokenizer:
         """The text of ``ids``. Example: [3, 1] -> "oh" (alphabet "ehlo")."""
         out = []
         n = len(self.chars)
-        for i in ids:
-            i = int(i)
+        for i in _iter_ids(ids):
+            i = _as_id(i)
             if 0 <= i < n:
                 out.append(self.chars[i])
             elif i == self.unk_id:
                 out.append(UNK)
             else:
-                raise ValueError(f"token id {i} is out of range for a vocabulary of {self.vocab_size} ids")
+                raise ValueError(
+                    f"token id {i} is out of range: this tokenizer has ids 0..{self.vocab_size - 1}; decode ids made "
+                    "by this tokenizer (a model with a larger vocab_size can sample ids the tokenizer lacks)"
+                )
         return "".join(out)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -326,6 +365,8 @@ class BPETokenizer:
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int (256 bytes + merges + special tokens), got {vocab_size!r}")
         specials = list(special_tokens or [])
         if len(set(specials)) != len(specials) or any(not isinstance(s, str) or not s for s in specials):
             raise ValueError(f"special_tokens must be distinct non-empty strings, got {specials!r}")
@@ -458,13 +499,16 @@ class BPETokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids`` (UTF-8 with errors="replace"). Example: [104, 105, 33] -> "hi!"."""
         parts = []
-        for i in ids:
-            i = int(i)
+        for i in _iter_ids(ids):
+            i = _as_id(i)
             b = self.vocab.get(i)
             if b is None:
                 b = self._inverse_special.get(i)
                 if b is None:
-                    raise ValueError(f"token id {i} is out of range: this tokenizer has ids 0..{self.vocab_size - 1}")
+                    raise ValueError(
+                        f"token id {i} is out of range: this tokenizer has ids 0..{self.vocab_size - 1}; decode ids "
+                        "made by this tokenizer (a model with a larger vocab_size can sample ids the tokenizer lacks)"
+                    )
             parts.append(b)
         return b"".join(parts).decode("utf-8", errors="replace")
 
@@ -493,7 +537,12 @@ class BPETokenizer:
         for key in ("pattern", "special_tokens", "merges"):
             if key not in data:
                 raise ValueError(f"{where!r} has no {key!r} field; the file is damaged")
-        tok = cls(pattern=data["pattern"])
+        try:
+            tok = cls(pattern=data["pattern"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where!r}: its 'pattern' is unusable ({e}); the file is damaged") from None
+        if not isinstance(data["merges"], list):
+            raise ValueError(f"{where!r}: 'merges' must be a list of [a, b, new_id], got {type(data['merges']).__name__}")
         merges = []
         for i, m in enumerate(data["merges"]):
             ok = isinstance(m, list) and len(m) == 3 and all(type(x) is int for x in m)
@@ -504,7 +553,11 @@ class BPETokenizer:
             merges.append(((m[0], m[1]), m[2]))
         specials = data["special_tokens"]
         n = 256 + len(merges)
-        if not isinstance(specials, dict) or sorted(specials.values()) != list(range(n, n + len(specials))):
+        if (
+            not isinstance(specials, dict)
+            or any(type(v) is not int or not k for k, v in specials.items())
+            or sorted(specials.values()) != list(range(n, n + len(specials)))
+        ):
             raise ValueError(f"{where!r}: special_tokens must map strings to the ids {n}, {n + 1}, ...; got {specials!r}")
         tok.merges, tok.special_tokens = merges, dict(specials)
         tok._rebuild()
@@ -565,9 +618,13 @@ class BPETokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
-    """Load a file written by ``CharTokenizer.save`` or ``BPETokenizer.save``, whichever it is."""
-    try:
-        fmt = json.loads(Path(path).read_text(encoding="utf-8")).get("format")
-    except (json.JSONDecodeError, AttributeError):
-        fmt = None
+    """Load a file written by ``CharTokenizer.save`` or ``BPETokenizer.save``, whichever it is.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not UTF-8 JSON, not a tokenizer file, of another version, or damaged
+            (the message says which and what to do).
+    """
+    data = _parse_json_file(path)  # FileNotFoundError / ValueError saying what is wrong
+    fmt = data.get("format") if isinstance(data, dict) else None
     return BPETokenizer.load(path) if fmt == "lmlab.BPETokenizer" else CharTokenizer.load(path)

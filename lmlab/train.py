@@ -44,7 +44,16 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.nn as nn
 
-from lmlab.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap_model
+from lmlab.checkpoint import (
+    CheckpointError,
+    _resolve,
+    latest_checkpoint,
+    load_checkpoint,
+    read_state,
+    remove_leftovers,
+    save_checkpoint,
+    unwrap_model,
+)
 from lmlab.repro import get_rng_state, seed_rngs, set_rng_state
 
 __all__ = [
@@ -423,6 +432,51 @@ def _resume_path(resume: str | os.PathLike | bool, config: TrainConfig) -> Path 
     return path
 
 
+# settings that may change between a run and its resumption without changing its results
+_RESUME_FREE = ("seed", "eval_every", "eval_batches", "early_stopping_patience", "device", "checkpoint_dir",
+                "checkpoint_every", "keep_checkpoints", "log_every", "progress", "live_plot", "compile")
+
+
+def _check_training_state(path: Path, state: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a checkpoint without the training loop's state; warn, naming them, about changed settings."""
+    missing = [k for k in ("history", "rng_states") if k not in state]
+    if missing or not isinstance(state.get("history"), dict) or not isinstance(state.get("rng_states"), list):
+        raise CheckpointError(
+            f"{path} has no usable training state ({', '.join(missing) or 'history/rng_states malformed'}): "
+            "it was not written by lmlab.train. Load its weights with lmlab.checkpoint.load_checkpoint(path, "
+            "model) and start a new run instead of resume=..."
+        )
+    saved = state.get("train_config")
+    if isinstance(saved, dict):
+        current = asdict(config)
+        diffs = [
+            f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}"
+            for k in current
+            if k not in _RESUME_FREE and k in saved and _jsonish(saved[k]) != _jsonish(current[k])
+        ]
+        if diffs:
+            import warnings
+
+            warnings.warn(
+                f"resuming {path} with other training settings than it was saved with: {'; '.join(diffs)}. "
+                "The run will not match one that never stopped; resume with the saved TrainConfig "
+                "(its state.json 'train_config') to continue it exactly.",
+                stacklevel=4,
+            )
+
+
+def _jsonish(value: Any) -> Any:
+    """Tuples as lists, as they come back from JSON."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _pair(value: Any, who: str, what: str) -> tuple[Any, Any]:
+    """``value`` if it is a pair, else a TypeError saying who returned what instead of ``what``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{who} returned {type(value).__name__}; it must return a pair {what}")
+    return value[0], value[1]
+
+
 def _evals_since_best(val_losses: list[float]) -> int:
     """Evaluations after the best one (the first lowest): 0 when the last evaluation is the best."""
     best = min(range(len(val_losses)), key=lambda i: (val_losses[i], i))
@@ -450,10 +504,14 @@ def train(
         val_batches: batch source for ``evaluate`` (batches ``0 .. eval_batches - 1``), or ``None``.
         config: a ``TrainConfig`` (default settings when ``None``).
         resume: ``True``: continue from the latest checkpoint in ``config.checkpoint_dir`` (or start
-            from scratch if there is none yet); a path: continue from that checkpoint.
+            from scratch if there is none yet), after removing what a process killed while saving left
+            there; a path: continue from that checkpoint. Settings that change the results (lr, betas,
+            max_steps...) and differ from the checkpoint's are named in a warning.
         callback: ``callback(step, history)`` after every logged step; returning ``True`` stops.
 
     Raises:
+        CheckpointError: the checkpoint to resume from is damaged, does not fit the model, or was not
+            written by this loop (no history or generator states).
         TrainingDivergedError: the loss became NaN or infinite. It is caught at the next logged step,
             evaluation or checkpoint (within ``log_every`` steps), before any checkpoint is written.
 
@@ -467,6 +525,17 @@ def train(
     for name, source in (("train_batches", train_batches), ("val_batches", val_batches)):
         if source is not None and not callable(getattr(source, "get", None)):
             raise TypeError(f"{name} must have a get(step) -> (x, y) method (e.g. lmlab.data.batching.LMBatches)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    try:
+        inspect.signature(unwrap_model(model).forward).bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"{type(unwrap_model(model)).__name__}.forward cannot be called as forward(x, targets); train needs a "
+            "model following the lmlab convention model(idx, targets) -> (logits, loss)"
+        ) from None
+    except ValueError:  # no signature to inspect (some builtins): find out when it is called
+        pass
     if config.early_stopping_patience is not None and val_batches is None:
         raise ValueError("early_stopping_patience needs val_batches to measure the validation loss")
 
@@ -493,8 +562,16 @@ def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, r
 
     # ---- start or resume
     history, start, pending_sum, pending_n = History(), 0, 0.0, 0
+    if resume is True and rank == 0 and config.checkpoint_dir is not None:
+        remove_leftovers(config.checkpoint_dir)  # what a process killed while saving left behind
+    if world > 1 and resume is True:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank looks for the latest checkpoint after rank 0 has tidied the folder
     path = _resume_path(resume, config)
     if path is not None:
+        path = _resolve(path)  # a step-XXXXXX folder
+        _check_training_state(path, read_state(path), config)  # before anything is loaded
         ckpt = load_checkpoint(path, raw, optimizer, map_location=device)
         start, state = ckpt.step, ckpt.state
         history = History.from_dict(state["history"])
@@ -568,7 +645,8 @@ def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, r
             # ---- forward and backward over the micro-batches
             step_loss = torch.zeros((), device=device)
             for micro in range(config.grad_accum):
-                x, y = train_batches.get(step * config.grad_accum + micro)  # x (B, T), y (B, T)
+                batch = train_batches.get(step * config.grad_accum + micro)  # x (B, T), y (B, T)
+                x, y = _pair(batch, "train_batches.get(step)", "(x, y), as lmlab.data.batching.LMBatches does")
                 if world > 1:
                     if len(x) % world != 0:
                         raise ValueError(
@@ -582,7 +660,7 @@ def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, r
                 sync = fwd_model.no_sync() if (world > 1 and not last_micro) else nullcontext()
                 with sync:
                     with _autocast(device, amp_dtype):
-                        _, loss = fwd_model(x, y)
+                        _, loss = _pair(fwd_model(x, y), "the model", "(logits, loss), the lmlab convention")
                     if loss is None:
                         raise TypeError("the model returned loss=None; it must compute the loss when given targets")
                     loss = loss / config.grad_accum  # gradients add up over micro-batches: mean of the batch

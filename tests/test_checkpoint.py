@@ -3,12 +3,16 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+if sys.platform != "win32":
+    import resource
 import torch
 from ddp_worker import TinyLM
 
@@ -19,6 +23,7 @@ from lmlab.checkpoint import (
     UnsafeCheckpointError,
     latest_checkpoint,
     load_checkpoint,
+    remove_leftovers,
     save_checkpoint,
 )
 from lmlab.train import TrainConfig, make_optimizer
@@ -264,3 +269,126 @@ def test_gpt_is_rebuilt_from_the_model_spec(tmp_path):
     assert type(ckpt.model) is type(model)
     for p, q in zip(model.state_dict().values(), ckpt.model.state_dict().values()):
         assert torch.equal(p, q)
+
+
+# ---------------------------------------------------------------------------------------------------- leftovers, full disk, damage
+
+
+def test_leftovers_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path, model, opt, step=1)
+    # what kills at different moments of a save leave behind (see tests/test_kill_resume.py for real kills)
+    (tmp_path / ".tmp-step-000002-0123abcd").mkdir()  # killed while writing step 2
+    (tmp_path / ".tmp-step-000002-0123abcd" / "model.safetensors").write_bytes(b"half a file")
+    (tmp_path / ".latest.tmp-89abcdef").write_text("step-000002\n")  # killed while writing `latest`
+    (tmp_path / ".del-step-000000-00ff00ff").mkdir()  # killed while deleting an old checkpoint
+    assert remove_leftovers(tmp_path / "missing") == []
+    save_checkpoint(tmp_path, model, opt, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000001", "step-000002"]
+
+
+def test_killed_while_saving_a_step_again_puts_the_old_copy_back(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path, model, opt, step=1)
+    path = save_checkpoint(tmp_path, model, opt, step=2, state={"copy": "old"})
+    os.replace(path, tmp_path / ".old-step-000002-0badf00d")  # killed between moving it aside and the new rename
+    (tmp_path / ".tmp-step-000002-1badf00d").mkdir()
+    assert latest_checkpoint(tmp_path).name == "step-000001"
+    assert remove_leftovers(tmp_path) == [".tmp-step-000002-1badf00d"]
+    ckpt = load_checkpoint(tmp_path, TinyLM())
+    assert ckpt.step == 2 and ckpt.state["copy"] == "old"
+
+
+def _save_with_file_size_limit(directory, limit, **kw):
+    """save_checkpoint while the kernel refuses to let any file grow beyond ``limit`` bytes (EFBIG), as
+    a nearly full disk refuses the file that does not fit. (No root needed, unlike a small tmpfs.)"""
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        return save_checkpoint(directory, **kw)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or not hasattr(signal, "SIGXFSZ"), reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("failing_file", ["model.safetensors", "optimizer.pt", "state.json"])
+def test_a_real_write_failure_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, failing_file):
+    model, opt = trained()  # files: model.safetensors ~2 KB, optimizer.pt ~8 KB, state.json < 1 KB
+    save_checkpoint(tmp_path, model, opt, step=1)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    limit, kw = {
+        "model.safetensors": (1000, {}),
+        "optimizer.pt": (4000, {"optimizer": opt}),
+        "state.json": (4000, {"state": {"notes": "x" * 10_000}}),
+    }[failing_file]
+    with pytest.raises(CheckpointWriteError) as info:
+        _save_with_file_size_limit(tmp_path, limit, model=TinyLM(), step=2, **kw)
+    msg = str(info.value)
+    assert str(tmp_path) in msg and "free space" in msg, msg
+    assert isinstance(info.value, OSError) and f"(at {failing_file})" in msg, msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-000001"]  # partial one removed
+    ckpt = load_checkpoint(tmp_path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+    assert ckpt.step == 1 and all(torch.equal(v, good[k]) for k, v in ckpt.model.state_dict().items())
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_a_clear_error(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "run", model, opt, step=1)
+    (tmp_path / "run").chmod(0o500)
+    try:
+        with pytest.raises(CheckpointWriteError, match="Permission denied.*pick another checkpoint_dir"):
+            save_checkpoint(tmp_path / "run", model, opt, step=2)
+    finally:
+        (tmp_path / "run").chmod(0o700)
+    assert load_checkpoint(tmp_path / "run", TinyLM()).step == 1
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda p: (p / "state.json").write_bytes(b"\xff\xfe not utf-8"), "state.json is not valid JSON"),
+        (lambda p: (p / "state.json").write_text("[1, 2]"), "holds a JSON list, not an object"),
+        (lambda p: _edit_state(p, step="three"), "'step' must be an int >= 0, got 'three'"),
+        (lambda p: _edit_state(p, model_spec=[1]), "'model_spec' must be null or"),
+        (lambda p: (p / "model.safetensors").write_bytes(os.urandom(64)), "model.safetensors cannot be read"),
+        (lambda p: (p / "optimizer.pt").write_bytes(b"garbage"), "optimizer.pt is not a file written by torch.save"),
+        (lambda p: (p / "state.json").unlink(), "no complete checkpoint"),
+    ],
+    ids=["state-not-utf8", "state-not-object", "step-not-int", "bad-model-spec", "weights-garbage",
+         "optimizer-garbage", "state-missing"],
+)
+def test_damaged_checkpoint_files_are_clear_errors(tmp_path, damage, expected):
+    model, opt = trained()
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    damage(path)
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_checkpoint(tmp_path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+
+
+def _edit_state(path, **changes):
+    state = json.loads((path / "state.json").read_text())
+    state.update(changes)
+    (path / "state.json").write_text(json.dumps(state))
+
+
+def test_checkpoint_of_another_lmlab_version_names_both_versions(tmp_path):
+    import lmlab
+
+    model, _ = trained()
+    path = save_checkpoint(tmp_path, model, step=1)
+    _edit_state(path, lmlab_version="0.0.1")  # same format: it loads, and says so
+    with pytest.warns(UserWarning, match=rf"written by lmlab '0.0.1'; this is lmlab '{re.escape(lmlab.__version__)}'"):
+        load_checkpoint(path, TinyLM())
+    _edit_state(path, lmlab_version="9.0", format_version=2)  # another format: refused, naming both
+    with pytest.raises(CheckpointError, match=r"format version 2 \(written by lmlab 9.0\).*reads version 1"):
+        load_checkpoint(path, TinyLM())
+
+
+def test_spec_that_cannot_be_rebuilt_is_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path, _gpt(), step=1)
+    _edit_state(path, model_spec={"kind": "gpt", "config": {"n_layers": 3}})
+    with pytest.raises(CheckpointError, match=r"cannot rebuild the model .*n_layers.*pass it as model="):
+        load_checkpoint(path)

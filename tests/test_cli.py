@@ -63,3 +63,16 @@ def test_train_sample_and_refuse_to_overwrite(data_dir, tmp_path):
 
     missing = lmlab("train", "--out", str(tmp_path / "nothing"), "--resume")
     assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+
+
+def test_resume_with_a_run_record_of_another_version_says_what_is_missing(tmp_path, capsys):
+    from lmlab.cli import main
+
+    (tmp_path / "run.json").write_text(json.dumps({"lmlab_version": "0.0.1", "config": {"model": "gpt", "lr": 1e-3}}))
+    with pytest.warns(UserWarning, match="written by lmlab 0.0.1"):
+        assert main(["train", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "written by lmlab 0.0.1" in err and "lacks the settings ['corpus'" in err and "start a new run" in err
+    (tmp_path / "run.json").write_text("{damaged")
+    assert main(["train", "--out", str(tmp_path), "--resume"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

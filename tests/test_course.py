@@ -129,7 +129,12 @@ def test_grade_a_folder_of_submissions(tmp_path):
     subs = tmp_path / "submissions"
     subs.mkdir()
     pid_file = tmp_path / "kernel.pid"
-    _variant(subs / "correct.ipynb", lambda nb: None)
+    cwd_file = tmp_path / "cwd.txt"
+    _variant(  # a submission also writes into its working folder, which must be its own
+        subs / "correct.ipynb",
+        lambda nb: _insert(nb, "import math", f"import os\nopen({str(cwd_file)!r}, 'w').write(os.getcwd())\n"
+                                              "open('written_by_the_submission.txt', 'w').write('x')"),
+    )
     def wrong(nb):
         _replace(nb, "return math.exp(ce_nats)", "return 2 ** ce_nats")
         _insert(nb, "ex.q1.check", "def endless(ids, vocab_size):\n    while True:\n        pass\n\nex.q1.check(endless, timeout=1)")
@@ -172,6 +177,13 @@ def test_grade_a_folder_of_submissions(tmp_path):
     feedback = rows["hangs.ipynb"]["feedback"]
     assert "killed after the total time limit of 40 s" in feedback
     assert "passed before it stopped (not counted): nb01.q1" in feedback
+
+    # Each submission ran in a working folder of its own, removed afterwards: not the submissions folder,
+    # not the teacher's current folder.
+    work = Path(cwd_file.read_text())
+    assert work not in (subs, Path.cwd()) and not work.is_relative_to(subs) and not work.exists()
+    assert not list(subs.rglob("written_by_the_submission.txt"))
+    assert not list(Path.cwd().glob("written_by_the_submission.txt"))
 
     # In the kernel, a learner's endless loop is interrupted by the check's time limit.
     ran = nbformat.read(executed / "wrong.ipynb", as_version=4)

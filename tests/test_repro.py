@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -111,3 +112,25 @@ def test_run_record_round_trip_and_compare(tmp_path):
 def test_git_commit_never_fails(tmp_path):
     assert git_commit(tmp_path) is None  # not a repository
     assert git_commit(tmp_path / "missing") is None
+
+
+def test_run_record_from_another_version_names_the_differences(tmp_path):
+    import lmlab
+
+    path = RunRecord.start(config={"lr": 1e-3}, seed=0, device="cpu").save(tmp_path / "run.json")
+    data = json.loads(path.read_text())
+    data["lmlab_version"] = "0.0.1"
+    data["optimizer_name"] = "adamw"  # a field from another version
+    del data["git_commit"]  # and one it did not have
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning) as record:
+        back = RunRecord.load(path)
+    msg = str(record[0].message)
+    assert f"written by lmlab 0.0.1; this is lmlab {lmlab.__version__}" in msg
+    assert "does not know (kept in .extra): ['optimizer_name']" in msg and "lacks (left at their defaults): ['git_commit']" in msg
+    assert back.extra == {"optimizer_name": "adamw"} and back.config == {"lr": 1e-3}
+    for text, expected in [("{not json", "not valid JSON"), ("[1]", "expected a JSON object"),
+                           ('{"config": [1]}', "config (a list, expected an object)")]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            RunRecord.load(path)

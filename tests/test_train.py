@@ -361,3 +361,19 @@ def test_lstm_trains_and_is_rebuilt_from_its_checkpoint(tmp_path):
     ckpt = load_checkpoint(tmp_path)  # no model given: rebuilt from the model spec in state.json
     assert isinstance(ckpt.model, LSTMLM) and ckpt.step == 10
     assert evaluate(ckpt.model, vb, 2) == evaluate(model, vb, 2)
+
+
+def test_resume_with_other_settings_names_them_and_a_bare_checkpoint_is_refused(tmp_path):
+    from lmlab.checkpoint import CheckpointError, save_checkpoint
+
+    tb, _ = make_batches()
+    c = quiet(max_steps=4, checkpoint_dir=str(tmp_path / "run"))
+    train(tiny(), tb, None, replace(c, max_steps=2))
+    with pytest.warns(UserWarning, match=r"other training settings .*lr: checkpoint 0.01, now 0.02"):
+        train(tiny(), tb, None, replace(c, lr=2e-2), resume=True)
+    save_checkpoint(tmp_path / "bare", tiny(), step=1)  # weights only: no history, no generator states
+    model = tiny(seed=5)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CheckpointError, match="not written by lmlab.train.*load_checkpoint"):
+        train(model, tb, None, c, resume=tmp_path / "bare")
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # nothing was loaded

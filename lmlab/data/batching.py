@@ -16,7 +16,11 @@ import torch
 
 def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """Return ``ids`` as a 1-D int64 tensor (no copy when it already is one)."""
-    t = torch.as_tensor(ids, dtype=torch.long)
+    t = torch.as_tensor(ids)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"token ids must be integers, got {t.dtype}; converting would round them silently: "
+                        "pass the tokenizer's ids (torch.tensor(tok.encode(text), dtype=torch.long))")
+    t = t.long()
     if t.dim() != 1:
         raise ValueError(f"expected a 1-D sequence of token ids, got shape {tuple(t.shape)}; flatten it first")
     return t

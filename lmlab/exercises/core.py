@@ -155,11 +155,22 @@ def _labelled(label: str, text: str) -> str:
 def describe(value: Any, *, max_chars: int = 400) -> str:
     """A short, stable text for a value: tensors show shape, dtype and (small ones) their values.
 
+    Never raises: a learner's object whose ``repr`` fails is described by its type.
+
     Example: ``describe(torch.tensor([1.0, 2.0]))`` -> ``'tensor([1.0000, 2.0000]) (shape (2,), torch.float32)'``
     """
+    try:
+        return _describe(value, max_chars)
+    except Exception as exc:  # noqa: BLE001 - a learner's object may fail to print itself
+        return f"a {type(value).__name__} (it cannot be shown: {type(exc).__name__})"
+
+
+def _describe(value: Any, max_chars: int) -> str:
     if isinstance(value, torch.Tensor):
         shape = tuple(value.shape)
         meta = f"shape {shape}, {value.dtype}"
+        if value.is_meta:
+            return f"a tensor of {meta} on the meta device (no values)"
         if value.numel() <= 36:
             with _print_options():
                 body = repr(value.detach().cpu())
@@ -175,8 +186,7 @@ def describe(value: Any, *, max_chars: int = 400) -> str:
     if isinstance(value, (str, int, bool, list, tuple, dict)):
         return _truncate(repr(value), max_chars)
     if callable(value):
-        name = getattr(value, "__name__", type(value).__name__)
-        return f"the function {name}"
+        return f"the function {_name_of(value, type(value).__name__)}"
     return _truncate(f"a {type(value).__name__}: {value!r}", max_chars)
 
 
@@ -220,7 +230,19 @@ def _type_name(obj: Any) -> str:
 def _brief(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return f"shape {tuple(obj.shape)}, {obj.dtype}"
-    return _truncate(repr(obj), 60)
+    try:
+        return _truncate(repr(obj), 60)
+    except Exception as exc:  # noqa: BLE001 - a learner's object may fail to print itself
+        return f"it cannot be shown: {type(exc).__name__}"
+
+
+def _name_of(fn: Any, default: str = "your function") -> str:
+    """``fn.__name__``, or ``default`` for objects without one (or whose attribute lookup fails)."""
+    try:
+        name = getattr(fn, "__name__", default)
+    except Exception:  # noqa: BLE001 - a learner's __getattr__ may raise anything
+        return default
+    return name if isinstance(name, str) else default
 
 
 def require_callable(obj: Any, name: str) -> None:
@@ -254,7 +276,7 @@ def call_safely(
     feedback (``"ids=[0, 1], vocab_size=2"``). See the module docstring for how the time limit works.
     Printed output is not captured here; `Exercise.evaluate` captures it for the whole check.
     """
-    name = getattr(fn, "__name__", "your function")
+    name = _name_of(fn)
     try:
         return _run_with_time_limit(fn, args, kwargs, timeout)
     except _TimedOut as exc:
@@ -274,12 +296,28 @@ def call_safely(
             f"Not yet solved: replace the `raise NotImplementedError(...)` in `{name}` with your code, "
             f"run that cell, then run this check again."
         ) from None
-    except Exception as exc:  # noqa: BLE001 - whatever the learner's code raises is feedback
+    except SystemExit as exc:
         raise LearnerError(
-            f"`{name}` raised {type(exc).__name__}: {_truncate(str(exc), 400)}",
+            f"`{name}` called exit() (SystemExit: {_safe_str(exc.code)}), which would stop the whole program; "
+            f"a function should `return` its result instead.",
             input=show_input,
             details=_learner_traceback(exc),
         ) from None
+    except KeyboardInterrupt:
+        raise  # the learner pressed stop: stop the check too
+    except BaseException as exc:  # noqa: BLE001 - whatever the learner's code raises is feedback
+        raise LearnerError(
+            f"`{name}` raised {type(exc).__name__}: {_truncate(_safe_str(exc), 400)}",
+            input=show_input,
+            details=_learner_traceback(exc),
+        ) from None
+
+
+def _safe_str(obj: Any) -> str:
+    try:
+        return str(obj)
+    except Exception as exc:  # noqa: BLE001 - a learner's exception may fail to print itself
+        return f"(its message cannot be shown: {type(exc).__name__})"
 
 
 class _TimedOut(Exception):

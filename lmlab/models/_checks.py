@@ -18,8 +18,10 @@ def _tracing() -> bool:
     return compiling or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
-def check_idx(idx: Tensor, vocab_size: int, block_size: int | None = None, *, check_ids: bool = True) -> None:
-    """Raise TypeError/ValueError unless ``idx`` is a (B, T) integer tensor of ids in [0, vocab_size).
+def check_idx(idx: Tensor, vocab_size: int, block_size: int | None = None, *, check_ids: bool = True,
+              device: torch.device | None = None) -> None:
+    """Raise TypeError/ValueError unless ``idx`` is a (B, T) integer tensor of ids in [0, vocab_size)
+    (on ``device``, the model's, when given).
 
     Shape: idx (B, T)
     """
@@ -32,11 +34,14 @@ def check_idx(idx: Tensor, vocab_size: int, block_size: int | None = None, *, ch
     if idx.dim() != 2:
         hint = "add a batch dim with idx[None]" if idx.dim() == 1 else "reshape it to (B, T)"
         raise ValueError(f"idx must be 2-D (B, T), got shape {tuple(idx.shape)}; {hint}")
+    if device is not None and idx.device != device:
+        raise ValueError(f"idx is on {idx.device} but the model is on {device}; move it with idx.to('{device}') "
+                         "(or the model with model.to(...))")
     T = idx.size(1)
     if block_size is not None and T > block_size:
         raise ValueError(f"sequence length T={T} is longer than block_size={block_size}; "
                          f"crop the input to the last block_size tokens: idx[:, -{block_size}:]")
-    if check_ids and idx.numel() > 0 and not _tracing():
+    if check_ids and idx.numel() > 0 and not idx.is_meta and not _tracing():
         lo, hi = (int(x) for x in torch.aminmax(idx))
         if lo < 0 or hi >= vocab_size:
             bad = f"max id {hi}" if hi >= vocab_size else f"min id {lo}"
@@ -56,10 +61,13 @@ def check_targets(targets: Tensor, idx: Tensor, vocab_size: int, *, check_ids: b
             f"targets must have the same shape as idx, got targets {tuple(targets.shape)} and idx {tuple(idx.shape)}; "
             "pass class ids shaped (B, T) (not flattened to (B*T,), not one-hot (B, T, V))"
         )
+    if targets.device != idx.device:
+        raise ValueError(f"targets is on {targets.device} but idx is on {idx.device}; move it with "
+                         f"targets.to('{idx.device}')")
     if targets.dtype != torch.long:
         raise TypeError(f"targets has dtype {str(targets.dtype).removeprefix('torch.')}; targets must be token ids "
                         "of dtype torch.long (not one-hot or probabilities), e.g. targets.long()")
-    if check_ids and targets.numel() > 0 and not _tracing():
+    if check_ids and targets.numel() > 0 and not targets.is_meta and not _tracing():
         valid = (targets == -100) | ((targets >= 0) & (targets < vocab_size))
         if not bool(valid.all()):
             bad = targets[~valid]

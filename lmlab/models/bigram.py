@@ -64,7 +64,7 @@ class BigramLM(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Shape: idx (B, T), targets (B, T) -> logits (B, T, V), loss scalar or None"""
         V = self.vocab_size
-        check_idx(idx, V, check_ids=self.check_ids)
+        check_idx(idx, V, check_ids=self.check_ids, device=self.logits_table.weight.device)
         if targets is not None:
             check_targets(targets, idx, V, check_ids=self.check_ids)
         logits = self.logits_table(idx)  # (B, T) -> (B, T, V)

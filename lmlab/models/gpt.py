@@ -254,7 +254,7 @@ class GPT(nn.Module):
         Shape: idx (B, T), targets (B, T) -> logits (B, T, V), loss scalar or None
         """
         V = self.config.vocab_size
-        check_idx(idx, V, self.config.block_size, check_ids=self.check_ids)
+        check_idx(idx, V, self.config.block_size, check_ids=self.check_ids, device=self.transformer.wte.weight.device)
         if targets is not None:
             check_targets(targets, idx, V, check_ids=self.check_ids)
         x, _, _ = self._run(idx)  # (B, T, C)
@@ -269,7 +269,8 @@ class GPT(nn.Module):
 
         Shape: idx (B, T) -> (B, T, C)
         """
-        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids)
+        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids,
+                  device=self.transformer.wte.weight.device)
         x, _, _ = self._run(idx)
         return x
 
@@ -281,7 +282,8 @@ class GPT(nn.Module):
 
         Shape: idx (B, T) -> (n_layer, B, nh, T, T)
         """
-        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids)
+        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids,
+                  device=self.transformer.wte.weight.device)
         _, _, maps = self._run(idx, need_weights=True)
         return torch.stack(maps)  # n_layer x (B, nh, T, T) -> (n_layer, B, nh, T, T)
 
@@ -298,7 +300,7 @@ class GPT(nn.Module):
             >>> logits, cache = model.decode_step(prompt)                   # (B, T, V)
             >>> logits, cache = model.decode_step(next_ids[:, None], cache)  # (B, 1, V)
         """
-        check_idx(idx, self.config.vocab_size, check_ids=self.check_ids)
+        check_idx(idx, self.config.vocab_size, check_ids=self.check_ids, device=self.transformer.wte.weight.device)
         T_new = idx.size(1)
         if T_new == 0:
             raise ValueError("decode_step needs at least one new token, got idx with T=0")

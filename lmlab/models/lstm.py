@@ -110,7 +110,7 @@ class LSTMLM(nn.Module):
 
         Shape: idx (B, T), state (h, c) each (nl, B, H) or None (zeros) -> logits (B, T, V), new state
         """
-        check_idx(idx, self.config.vocab_size, check_ids=self.check_ids)
+        check_idx(idx, self.config.vocab_size, check_ids=self.check_ids, device=self.wte.weight.device)
         if state is not None:
             self._check_state(state, idx.size(0))
             state = tuple(state)
@@ -123,7 +123,7 @@ class LSTMLM(nn.Module):
                 state: LSTMState | None = None) -> tuple[Tensor, Tensor | None]:
         """Shape: idx (B, T), targets (B, T) -> logits (B, T, V), loss scalar or None"""
         if targets is not None:
-            check_idx(idx, self.config.vocab_size, check_ids=False)
+            check_idx(idx, self.config.vocab_size, check_ids=False, device=self.wte.weight.device)
             check_targets(targets, idx, self.config.vocab_size, check_ids=self.check_ids)
         logits, _ = self.forward_with_state(idx, state)  # (B, T, V)
         loss = None

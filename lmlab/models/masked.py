@@ -280,7 +280,8 @@ class MaskedLM(nn.Module):
         return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
 
     def _run(self, idx: Tensor, attention_mask: Tensor | None, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
-        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids)
+        check_idx(idx, self.config.vocab_size, self.config.block_size, check_ids=self.check_ids,
+                  device=self.embeddings.word_embeddings.weight.device)
         mask = self._key_mask(idx, attention_mask)  # (B, 1, 1, T) or None
         x = self.embeddings(idx)  # (B, T, C)
         maps = []

@@ -1,0 +1,428 @@
+"""Bad input, one case per row: each gets a clear error that says what was wrong and what to do.
+
+``CASES`` is the table: an id, the call that goes wrong (given a fresh temporary folder), the error it must
+raise and a fragment of the message that says what to do. Errors must be raised by lmlab's own code (the
+innermost frame of the traceback lies in the lmlab package), never surface as a raw traceback from deep
+inside torch, Python or a file parser. Exercises never raise at the learner: their cases expect
+``FEEDBACK``, a failed ``CheckResult`` whose message contains the fragment.
+
+The number of bad inputs covered is ``len(CASES)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import sys
+import traceback
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from ddp_worker import TinyLM, make_batches
+from test_data import LocalServer
+
+import lmlab
+from lmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lmlab.data import DownloadError, fetch
+from lmlab.data.batching import ArrayBatches, LMBatches
+from lmlab.data.corpora import extract_member
+from lmlab.exercises import nb01
+from lmlab.exercises.core import CheckResult
+from lmlab.generate import (
+    apply_temperature,
+    generate,
+    generate_text,
+    top_k_filter,
+    top_p_filter,
+)
+from lmlab.models import (
+    GPT,
+    LSTMLM,
+    BigramConfig,
+    BigramLM,
+    GPTConfig,
+    LSTMConfig,
+    SequenceClassifier,
+)
+from lmlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from lmlab.train import TrainConfig, train
+
+FEEDBACK = "feedback"  # an exercise check: no exception, a failed CheckResult explains
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    topic: str  # tokenizer, model, generation, data, training, exercise
+    trigger: Callable[[Path], Any]  # called with a fresh temporary folder
+    error: type[BaseException] | str  # the exception type, or FEEDBACK
+    says: str  # part of the message that says what to do (or, for some, exactly what is wrong)
+
+
+# ---------------------------------------------------------------------------------------------------- things to call
+
+
+@functools.cache
+def char_tok() -> CharTokenizer:
+    return CharTokenizer.from_text("abc")  # ids 0..2
+
+
+@functools.cache
+def bpe_tok() -> BPETokenizer:
+    return BPETokenizer().train("low lower lowest " * 20, vocab_size=270, special_tokens=["<|endoftext|>"])
+
+
+@functools.cache
+def gpt() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+
+
+def new_gpt() -> GPT:
+    """A tiny GPT of its own (for calls that train or move it)."""
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+
+
+def ids(*shape: int, high: int = 11) -> torch.Tensor:
+    return torch.randint(high, shape, generator=torch.Generator().manual_seed(0))
+
+
+def gen(**kw: Any) -> Any:
+    """generate() on the tiny GPT with one prompt of 3 tokens, plus the keyword arguments."""
+    kw = {"idx": ids(1, 3), "max_new_tokens": 2, **kw}
+    return generate(kw.pop("model", gpt()), kw.pop("idx"), kw.pop("max_new_tokens"), **kw)
+
+
+def tokenizer_file(tmp: Path, content: str | bytes | dict | list) -> Path:
+    path = tmp / "tokenizer.json"
+    if isinstance(content, (dict, list)):
+        content = json.dumps(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def bpe_file(tmp: Path, **changes: Any) -> Path:
+    """A BPE tokenizer file with some fields changed (a field set to ... is removed)."""
+    bpe_tok().save(tmp / "bpe.json")
+    data = json.loads((tmp / "bpe.json").read_text())
+    data.update(changes)
+    data = {k: v for k, v in data.items() if v is not ...}
+    return tokenizer_file(tmp, data)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+def fetch_served(tmp: Path, name: str, body: bytes, path: str = "/file", truncated: bool = False) -> Path:
+    """fetch() corpus ``name`` from a real HTTP server on 127.0.0.1 that serves ``body``."""
+    server = LocalServer()
+    try:
+        url = server.add(path, body)
+        if truncated:
+            url = server.base + "/truncated" + path
+        return fetch(name, data_dir=tmp / "data", urls=[url])
+    finally:
+        server.stop()
+
+
+def cached_with_wrong_hash(tmp: Path) -> Path:
+    path = tmp / "data" / "tinyshakespeare" / "input.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("not the corpus")
+    return fetch("tinyshakespeare", data_dir=tmp / "data", urls=[])
+
+
+def evil_zip_member(tmp: Path) -> Path:
+    (tmp / "evil.zip").write_bytes(zip_bytes({"../../outside.txt": b"x"}))
+    return extract_member(tmp / "evil.zip", "../../outside.txt", tmp / "out")
+
+
+def under_a_file(tmp: Path) -> Path:
+    (tmp / "a_file").write_text("not a folder")
+    return tmp / "a_file" / "data"
+
+
+def quiet(**kw: Any) -> TrainConfig:
+    return TrainConfig(**{"max_steps": 1, "progress": False, "device": "cpu", **kw})
+
+
+class Batches:
+    """A batch source whose get(step) returns ``value``."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def get(self, step: int) -> Any:
+        return self.value
+
+
+def checkpoint_of(tmp: Path, model: torch.nn.Module) -> Path:
+    return save_checkpoint(tmp / "run", model, step=1)
+
+
+# exercise answers a learner might pass
+def check(exercise, answer: Any, timeout: float = 2.0) -> CheckResult:
+    return exercise.evaluate(answer, timeout=timeout)
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no ==")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def divides_by_zero(ids, vocab_size):
+    return 1 / 0
+
+
+def hangs(ce_nats):
+    while True:
+        pass
+
+
+def prints_megabytes(ce_nats):
+    print("x" * 5_000_000)
+    return 2.0
+
+
+def calls_exit(ce_nats):
+    sys.exit(3)
+
+
+def raises_base_exception(ce_nats):
+    raise BaseException("not an Exception")  # noqa: TRY002 - what a learner might write
+
+
+def recurses(ce_nats):
+    return recurses(ce_nats)
+
+
+def stub(ce_nats):
+    raise NotImplementedError("Exercise q3: write your solution here")
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+
+T, M, G, D, TR, E = "tokenizer", "model", "generation", "data", "training", "exercise"
+CASES = [
+    # tokenizers: unknown characters, ids out of range, wrong types, empty input
+    Case("char-unknown-character", T, lambda t: char_tok().encode("abz"), ValueError, "pass unk=True"),
+    Case("char-empty-vocabulary", T, lambda t: CharTokenizer.from_text("").encode("a"), ValueError,
+         "build the tokenizer from a text that contains them"),
+    Case("char-encode-not-a-str", T, lambda t: char_tok().encode(["a"]), TypeError, "encode takes a str"),
+    Case("char-from-text-bytes", T, lambda t: CharTokenizer.from_text(b"abc"), TypeError, "text must be a str"),
+    Case("char-vocab-entry-two-chars", T, lambda t: CharTokenizer(["ab"]), ValueError, "must be a single character"),
+    Case("char-vocab-duplicates", T, lambda t: CharTokenizer(["a", "a"]), ValueError, "list each once"),
+    Case("char-decode-id-too-large", T, lambda t: char_tok().decode([3]), ValueError, "decode ids made by this tokenizer"),
+    Case("char-decode-negative-id", T, lambda t: char_tok().decode([-1]), ValueError, "ids 0..2"),
+    Case("char-decode-float-id", T, lambda t: char_tok().decode([1.0]), TypeError, "pass a flat list of ints"),
+    Case("char-decode-str-id", T, lambda t: char_tok().decode(["a"]), TypeError, "pass a flat list of ints"),
+    Case("char-decode-batch-of-rows", T, lambda t: char_tok().decode(torch.zeros(2, 3, dtype=torch.long)), TypeError,
+         "tok.decode(idx[0].tolist())"),
+    Case("char-decode-not-a-list", T, lambda t: char_tok().decode(5), TypeError, "e.g. tok.decode([3, 1])"),
+    Case("bpe-special-token-in-text", T, lambda t: bpe_tok().encode("a<|endoftext|>"), ValueError,
+         "allowed_special='all'"),
+    Case("bpe-unknown-allowed-special", T, lambda t: bpe_tok().encode("a", allowed_special={"<pad>"}), ValueError,
+         "are not special tokens of this tokenizer"),
+    Case("bpe-decode-id-out-of-range", T, lambda t: bpe_tok().decode([270]), ValueError,
+         "decode ids made by this tokenizer"),
+    Case("bpe-decode-float-id", T, lambda t: bpe_tok().decode([104.5]), TypeError, "pass a flat list of ints"),
+    Case("bpe-encode-bytes", T, lambda t: bpe_tok().encode(b"hi"), TypeError, "encode takes a str"),
+    Case("bpe-vocab-size-too-small", T, lambda t: BPETokenizer().train("abc", 200), ValueError, "must hold 256 bytes"),
+    Case("bpe-vocab-size-not-int", T, lambda t: BPETokenizer().train("abc", "300"), TypeError,
+         "vocab_size must be an int"),
+    Case("bpe-bad-regex", T, lambda t: BPETokenizer(pattern="(unclosed"), ValueError, "use 'gpt2', 'gpt4', None or a regex"),
+    # tokenizer files: missing, empty, not JSON, not UTF-8, other format or version, damaged fields
+    Case("tokenizer-file-missing", T, lambda t: load_tokenizer(t / "nope.json"), FileNotFoundError,
+         "save one with tok.save(path)"),
+    Case("tokenizer-file-empty", T, lambda t: load_tokenizer(tokenizer_file(t, "")), ValueError,
+         "save the tokenizer again"),
+    Case("tokenizer-file-not-json", T, lambda t: load_tokenizer(tokenizer_file(t, "{chars: [a]")), ValueError,
+         "save the tokenizer again"),
+    Case("tokenizer-file-deeply-nested", T, lambda t: load_tokenizer(tokenizer_file(t, "[" * 100_000)), ValueError,
+         "save the tokenizer again"),
+    Case("tokenizer-file-not-utf8", T, lambda t: load_tokenizer(tokenizer_file(t, b"\xff\xfe\x00")), ValueError,
+         "not a UTF-8 text file"),
+    Case("tokenizer-file-a-list", T, lambda t: load_tokenizer(tokenizer_file(t, [1, 2])), ValueError,
+         "is not an lmlab.CharTokenizer file"),
+    Case("tokenizer-file-future-version", T, lambda t: load_tokenizer(bpe_file(t, version=2)), ValueError,
+         "this lmlab reads version 1"),
+    Case("char-file-chars-not-a-list", T, lambda t: load_tokenizer(tokenizer_file(
+        t, {"format": "lmlab.CharTokenizer", "version": 1, "unk": False, "chars": "abc"})), ValueError,
+         "needs a list 'chars'"),
+    Case("bpe-file-merges-out-of-order", T, lambda t: load_tokenizer(bpe_file(t, merges=[[97, 98, 300]])), ValueError,
+         "expected [a, b, 256]"),
+    Case("bpe-file-merges-not-a-list", T, lambda t: load_tokenizer(bpe_file(t, merges=5)), ValueError,
+         "'merges' must be a list"),
+    Case("bpe-file-bad-pattern", T, lambda t: load_tokenizer(bpe_file(t, pattern=7)), ValueError,
+         "its 'pattern' is unusable"),
+    Case("bpe-file-bad-special-ids", T, lambda t: load_tokenizer(bpe_file(t, special_tokens={"<s>": "x"})), ValueError,
+         "special_tokens must map strings to the ids"),
+    Case("bpe-file-missing-field", T, lambda t: load_tokenizer(bpe_file(t, merges=...)), ValueError,
+         "has no 'merges' field"),
+    # models: context, dtypes, devices, shapes, ids
+    Case("gpt-prompt-longer-than-context", M, lambda t: gpt()(ids(1, 9)), ValueError, "idx[:, -8:]"),
+    Case("gpt-empty-batch-of-ids-list", M, lambda t: gpt()([[1, 2]]), TypeError, "torch.tensor([[...]], dtype=torch.long)"),
+    Case("gpt-float-ids", M, lambda t: gpt()(ids(1, 4).float()), TypeError, "idx.long()"),
+    Case("gpt-bool-ids", M, lambda t: gpt()(ids(1, 4).bool()), TypeError, "idx.long()"),
+    Case("gpt-1d-ids", M, lambda t: gpt()(ids(4)), ValueError, "add a batch dim with idx[None]"),
+    Case("gpt-3d-ids", M, lambda t: gpt()(ids(1, 1, 4)), ValueError, "reshape it to (B, T)"),
+    Case("gpt-id-beyond-vocab", M, lambda t: gpt()(ids(1, 4) + 11), ValueError, "check the tokenizer matches"),
+    Case("gpt-negative-id", M, lambda t: gpt()(ids(1, 4) - 20), ValueError, "check the tokenizer matches"),
+    Case("gpt-ids-on-another-device", M, lambda t: gpt()(ids(1, 4).to("meta")), ValueError, "move it with idx.to('cpu')"),
+    Case("gpt-targets-on-another-device", M, lambda t: gpt()(ids(1, 4), ids(1, 4).to("meta")), ValueError,
+         "targets.to('cpu')"),
+    Case("gpt-targets-flattened", M, lambda t: gpt()(ids(2, 4), ids(8)), ValueError, "pass class ids shaped (B, T)"),
+    Case("gpt-targets-batch-mismatch", M, lambda t: gpt()(ids(2, 4), ids(3, 4)), ValueError, "pass class ids shaped (B, T)"),
+    Case("gpt-targets-one-hot", M, lambda t: gpt()(ids(2, 4), torch.zeros(2, 4, 11)), ValueError, "not one-hot"),
+    Case("gpt-targets-float", M, lambda t: gpt()(ids(2, 4), ids(2, 4).float()), TypeError, "targets.long()"),
+    Case("gpt-targets-out-of-range", M, lambda t: gpt()(ids(2, 4), ids(2, 4) + 11), ValueError, "or -100 (ignored)"),
+    Case("gpt-config-heads-do-not-divide", M, lambda t: GPTConfig(n_embd=10, n_head=3), ValueError, "try n_head in"),
+    Case("gpt-config-not-a-config", M, lambda t: GPT({"n_layer": 2}), TypeError, "build one with GPTConfig(**fields)"),
+    Case("lstm-float-ids", M, lambda t: LSTMLM(LSTMConfig(vocab_size=11))(ids(1, 4).float()), TypeError, "idx.long()"),
+    Case("lstm-targets-batch-mismatch", M, lambda t: LSTMLM(LSTMConfig(vocab_size=11))(ids(2, 4), ids(1, 4)),
+         ValueError, "pass class ids shaped (B, T)"),
+    Case("bigram-id-beyond-vocab", M, lambda t: BigramLM(BigramConfig(vocab_size=5))(ids(1, 4, high=11) + 5),
+         ValueError, "check the tokenizer matches"),
+    Case("classifier-labels-batch-mismatch", M, lambda t: SequenceClassifier(gpt(), n_classes=2)(
+        ids(1, 4), torch.zeros(3, dtype=torch.long)), ValueError, "labels must be class ids of shape (1,)"),
+    Case("classifier-mask-shape", M, lambda t: SequenceClassifier(gpt(), n_classes=2)(
+        ids(1, 4), attention_mask=torch.ones(2, 2)), ValueError, "(1 = real token, 0 = padding)"),
+    # generation: empty prompts, impossible sampling settings, dtypes, devices, shapes
+    Case("generate-empty-prompt", G, lambda t: gen(idx=ids(1, 0)), ValueError, "start from a BOS/end-of-text token"),
+    Case("generate-no-prompts", G, lambda t: gen(idx=ids(0, 3)), ValueError, "pass at least one prompt"),
+    Case("generate-text-empty-prompt", G, lambda t: generate_text(gpt(), CharTokenizer.from_text("abc"), "", 2),
+         ValueError, "give at least one character"),
+    Case("generate-text-ids-as-prompt", G, lambda t: generate_text(gpt(), char_tok(), [0, 1], 2), TypeError,
+         "for token ids call generate()"),
+    Case("generate-prompt-out-of-vocab", G, lambda t: gen(idx=ids(1, 3) + 11), ValueError, "check the tokenizer matches"),
+    Case("generate-temperature-zero", G, lambda t: gen(temperature=0), ValueError, "use greedy decoding: do_sample=False"),
+    Case("generate-temperature-negative", G, lambda t: gen(temperature=-1.0), ValueError, "do_sample=False"),
+    Case("generate-temperature-nan", G, lambda t: gen(temperature=float("nan")), ValueError, "do_sample=False"),
+    Case("generate-temperature-inf", G, lambda t: gen(temperature=float("inf")), ValueError,
+         "a large value (e.g. 100) samples almost uniformly"),
+    Case("generate-temperature-str", G, lambda t: gen(temperature="0.8"), TypeError, "temperature must be a number"),
+    Case("generate-top-p-zero", G, lambda t: gen(top_p=0.0), ValueError, "top_p=1.0 or None keeps every token"),
+    Case("generate-top-p-above-one", G, lambda t: gen(top_p=1.5), ValueError, "top_p=1.0 or None keeps every token"),
+    Case("generate-top-p-nan", G, lambda t: gen(top_p=float("nan")), ValueError, "top_p=1.0 or None keeps every token"),
+    Case("generate-top-k-zero", G, lambda t: gen(top_k=0), ValueError, "use top_k=None to keep every token"),
+    Case("generate-top-k-negative", G, lambda t: gen(top_k=-5), ValueError, "use top_k=None to keep every token"),
+    Case("generate-top-k-float", G, lambda t: gen(top_k=2.5), TypeError, "top_k must be a positive int"),
+    Case("generate-num-beams-zero", G, lambda t: gen(num_beams=0), ValueError, "1 = no beam search"),
+    Case("generate-max-new-tokens-negative", G, lambda t: gen(max_new_tokens=-1), ValueError, "max_new_tokens must be >= 0"),
+    Case("generate-max-new-tokens-float", G, lambda t: gen(max_new_tokens=2.0), TypeError, "max_new_tokens must be an int"),
+    Case("generate-int32-ids", G, lambda t: gen(idx=ids(1, 3).int()), TypeError, "idx.long()"),
+    Case("generate-1d-prompt", G, lambda t: gen(idx=ids(3)), ValueError, "add a batch dimension with idx[None]"),
+    Case("generate-model-on-another-device", G, lambda t: gen(model=new_gpt().to("meta")), ValueError,
+         "move it with idx.to('meta')"),
+    Case("generate-generator-not-a-generator", G, lambda t: gen(generator=0), TypeError, "must be a torch.Generator"),
+    Case("generate-eos-not-in-vocab", G, lambda t: gen(eos_id=11), ValueError, "use the tokenizer's end-of-text id"),
+    Case("generate-eos-negative", G, lambda t: gen(eos_id=-1), ValueError, "eos_id must be a token id >= 0"),
+    Case("generate-model-not-a-module", G, lambda t: generate(lambda x: x, ids(1, 3), 2), TypeError,
+         "model must be a torch.nn.Module"),
+    Case("top-k-filter-zero", G, lambda t: top_k_filter(torch.zeros(5), 0), ValueError, "use top_k=None"),
+    Case("top-p-filter-above-one", G, lambda t: top_p_filter(torch.zeros(5), 1.5), ValueError, "top_p=1.0 or None"),
+    Case("temperature-zero", G, lambda t: apply_temperature(torch.zeros(5), 0.0), ValueError, "do_sample=False"),
+    # data: downloads, cache folder, zips, batches
+    Case("download-wrong-hash", D, lambda t: fetch_served(t, "tinyshakespeare", b"not shakespeare"), DownloadError,
+         "set LMLAB_DATA_DIR=DIR"),
+    Case("download-truncated", D, lambda t: fetch_served(t, "tinyshakespeare", b"x" * 10_000, truncated=True),
+         DownloadError, "truncated download"),
+    Case("cache-folder-missing-offline", D, lambda t: fetch("tinyshakespeare", data_dir=t / "missing", urls=[]),
+         DownloadError, "lmlab data download --all --to DIR"),
+    Case("cache-folder-unusable", D, lambda t: fetch("tinyshakespeare", data_dir=under_a_file(t), urls=[]), OSError,
+         "point LMLAB_DATA_DIR to a writable folder"),
+    Case("cached-file-wrong-hash", D, cached_with_wrong_hash, DownloadError, "delete it or let a download replace it"),
+    Case("zip-member-escapes-the-folder", D, evil_zip_member, ValueError, "get the file from another mirror"),
+    Case("zip-download-escapes-the-folder", D, lambda t: fetch_served(
+        t, "sms_spam", zip_bytes({"../SMSSpamCollection": b"ham\thi\n"})), DownloadError, "escapes the target folder"),
+    Case("zip-download-not-a-zip", D, lambda t: fetch_served(t, "sms_spam", b"<html>maintenance</html>"),
+         DownloadError, "not a valid zip archive"),
+    Case("unknown-corpus", D, lambda t: fetch("shakespeare", data_dir=t), ValueError,
+         "known corpora: sms_spam, tinyshakespeare"),
+    Case("batches-data-too-short", D, lambda t: LMBatches(torch.arange(5), 8, 2), ValueError,
+         "use a smaller block_size or more data"),
+    Case("batches-float-ids", D, lambda t: LMBatches(torch.rand(100), 8, 2), TypeError, "pass the tokenizer's ids"),
+    Case("batches-2d-ids", D, lambda t: LMBatches(torch.zeros(4, 50, dtype=torch.long), 8, 2), ValueError,
+         "flatten it first"),
+    Case("array-batches-rows-differ", D, lambda t: ArrayBatches(torch.zeros(4, 2), torch.zeros(3), 2), ValueError,
+         "they must pair up row by row"),
+    # training and checkpoints
+    Case("train-config-a-dict", TR, lambda t: train(TinyLM(), make_batches()[0], None, {"max_steps": 1}), TypeError,
+         "config must be a TrainConfig"),
+    Case("train-config-zero-steps", TR, lambda t: TrainConfig(max_steps=0), ValueError, "must be a positive int"),
+    Case("train-batches-a-tensor", TR, lambda t: train(TinyLM(), torch.arange(100), None, quiet()), TypeError,
+         "e.g. lmlab.data.batching.LMBatches"),
+    Case("train-batch-not-a-pair", TR, lambda t: train(TinyLM(), Batches(ids(2, 4)), None, quiet()), TypeError,
+         "it must return a pair (x, y), as lmlab.data.batching.LMBatches does"),
+    Case("train-batch-shapes-differ", TR, lambda t: train(new_gpt(), Batches((ids(2, 4), ids(2, 3))), None, quiet()),
+         ValueError, "targets must have the same shape as idx"),
+    Case("train-model-without-targets", TR, lambda t: train(torch.nn.Linear(2, 2), Batches((ids(2, 2), ids(2, 2))),
+         None, quiet()), TypeError, "model(idx, targets) -> (logits, loss)"),
+    Case("train-resume-missing-folder", TR, lambda t: train(TinyLM(), make_batches()[0], None, quiet(),
+         resume=t / "nope"), ValueError, "no such checkpoint folder"),
+    Case("checkpoint-other-model-config", TR, lambda t: load_checkpoint(checkpoint_of(t, TinyLM(n_embd=16)),
+         TinyLM(n_embd=8)), CheckpointError, "build the model with the checkpoint's config"),
+    Case("checkpoint-none-there", TR, lambda t: load_checkpoint(t), CheckpointError, "expected a folder step-XXXXXX"),
+    Case("checkpoint-state-not-json", TR, lambda t: save_checkpoint(t, TinyLM(), step=1, state={"f": print}), TypeError,
+         "must be JSON data"),
+    # exercises: whatever a learner passes gets feedback, never an exception
+    Case("answer-raises", E, lambda t: check(nb01.q1, divides_by_zero), FEEDBACK, "raised ZeroDivisionError"),
+    Case("answer-hangs", E, lambda t: check(nb01.q3, hangs, timeout=0.3), FEEDBACK,
+         "Look for a loop that never ends"),
+    Case("answer-prints-megabytes", E, lambda t: check(nb01.q3, prints_megabytes), FEEDBACK,
+         "Your code printed 5,000,001 characters during the check; the first 500 are shown"),
+    Case("answer-calls-exit", E, lambda t: check(nb01.q3, calls_exit), FEEDBACK, "a function should `return` its result"),
+    Case("answer-raises-base-exception", E, lambda t: check(nb01.q3, raises_base_exception), FEEDBACK,
+         "raised BaseException: not an Exception"),
+    Case("answer-recurses-forever", E, lambda t: check(nb01.q3, recurses), FEEDBACK, "raised RecursionError"),
+    Case("answer-is-a-stub", E, lambda t: check(nb01.q3, stub), FEEDBACK, "replace the `raise NotImplementedError"),
+    Case("answer-left-out", E, lambda t: check(nb01.q3, ...), FEEDBACK, "Not yet solved"),
+    Case("answer-is-a-result", E, lambda t: check(nb01.q3, 4.0), FEEDBACK, "without parentheses after perplexity"),
+    Case("answer-is-none", E, lambda t: check(nb01.q3, None), FEEDBACK, "Pass the function itself"),
+    Case("answer-is-a-class", E, lambda t: check(nb01.q3, dict), FEEDBACK, "it expects your function `perplexity`"),
+    Case("answer-is-unprintable", E, lambda t: check(nb01.q3, Unprintable()), FEEDBACK,
+         "received an Unprintable (it cannot be shown: RuntimeError)"),
+    Case("answer-returns-unprintable", E, lambda t: check(nb01.q3, lambda ce: Unprintable()), FEEDBACK,
+         "it should return a single number"),
+    Case("answer-returns-meta-tensor", E, lambda t: check(nb01.q1, lambda ids, V: torch.zeros(V, V, device="meta")),
+         FEEDBACK, "bigram_probs"),
+    Case("answer-takes-other-arguments", E, lambda t: check(nb01.q1, lambda ids: ids), FEEDBACK, "raised TypeError"),
+]
+
+LMLAB = Path(lmlab.__file__).resolve().parent
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_a_clear_error(case: Case, tmp_path: Path) -> None:
+    if case.error == FEEDBACK:
+        result = case.trigger(tmp_path)
+        assert isinstance(result, CheckResult) and not result.passed
+        assert case.says in result.message, result.message
+        return
+    with pytest.raises(case.error) as info:  # type: ignore[arg-type]
+        case.trigger(tmp_path)
+    assert case.says in str(info.value), str(info.value)
+    innermost = Path(traceback.extract_tb(info.tb)[-1].filename).resolve()
+    assert LMLAB in innermost.parents, f"raised from {innermost}, not by lmlab's own checks"
+
+
+def test_the_table_covers_every_kind_of_bad_input() -> None:
+    assert len({c.id for c in CASES}) == len(CASES)  # one test id per case
+    assert {c.topic for c in CASES} == {T, M, G, D, TR, E}
+    assert len(CASES) >= 50
