@@ -1,0 +1,223 @@
+"""Exercises for notebook 12, "Hugging Face interop": where one lmlab GPT weight goes in GPT-2, and the first
+position where two tokenizers' ids disagree.
+
+In the notebook::
+
+    from lmlab.exercises import nb12 as ex
+
+    def convert_weight(name, tensor): ...
+    ex.q1.check(convert_weight)     # prints ✓ passed, or what is wrong and on which input
+    ex.q1.hint()                    # the next hint; ex.q1.hint(3) the last one
+    ex.q1.solution()                # a worked solution with an explanation
+    ex.progress()                   # which exercises passed so far
+
+The functions the learner writes:
+
+- q1 ``convert_weight(name, tensor) -> (hf_name, hf_tensor)``: one entry of an lmlab ``GPT`` state dict
+  as ``transformers``' ``GPT2LMHeadModel`` expects it. The names are the same (lmlab follows nanoGPT,
+  which follows GPT-2); the weights of the four ``Conv1D`` layers (``attn.c_attn``, ``attn.c_proj``,
+  ``mlp.c_fc``, ``mlp.c_proj``) are transposed, everything else is copied as it is. Checked on every
+  entry of a small GPT with non-square shapes (n_embd=8, vocab 11, block 7), and the converted state dict
+  must load into a ``GPT2LMHeadModel`` that computes the same logits.
+- q2 ``first_mismatch(ours, theirs) -> int | None``: the first index where two id lists differ, the
+  length of the shorter when one is a prefix of the other, ``None`` when they are equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, call_safely, describe, require_callable
+
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_convert_weight", "ref_first_mismatch", "CONV1D_WEIGHTS"]
+
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+# ----------------------------------------------------------------------------------------------------
+# q1 convert_weight
+
+
+def ref_convert_weight(name: str, tensor: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """Reference for q1: Linear (out, in) -> Conv1D (in, out) for the four Conv1D weights, else unchanged."""
+    return name, (tensor.t() if name.endswith(CONV1D_WEIGHTS) else tensor)
+
+
+def _small_gpt():
+    from lmlab.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=11, block_size=7, n_layer=2, n_head=2, n_embd=8)).eval()
+
+
+def _check_convert_weight(fn: Any, timeout: float) -> None:
+    require_callable(fn, "convert_weight")
+    model = _small_gpt()
+    state = model.state_dict()
+    converted = {}
+    for name, w in state.items():
+        shown = f"name={name!r}, tensor of shape {tuple(w.shape)}"
+        got = call_safely(fn, name, w.clone(), timeout=timeout, show_input=shown)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            extra = " Did you forget a `return` statement?" if got is None else ""
+            raise CheckFailed("`convert_weight` should return a pair (hf_name, hf_tensor)." + extra, input=shown,
+                              got=got)
+        hf_name, hf_w = got
+        exp_name, exp_w = ref_convert_weight(name, w)
+        if hf_name != exp_name:
+            raise CheckFailed("The name should stay the same: lmlab's GPT uses GPT-2's own parameter names "
+                              "(transformer.h.0.attn.c_attn.weight is the same tensor in both).",
+                              input=shown, expected=exp_name, got=hf_name)
+        if not isinstance(hf_w, torch.Tensor):
+            raise CheckFailed("The second item should be a tensor.", input=shown, got=hf_w)
+        if tuple(hf_w.shape) != tuple(exp_w.shape) or not torch.equal(hf_w, exp_w):
+            fail = lambda msg: CheckFailed(msg, input=shown, expected=f"shape {tuple(exp_w.shape)}",  # noqa: E731
+                                           got=f"shape {tuple(hf_w.shape)}" if hf_w.shape != exp_w.shape
+                                           else describe(hf_w))
+            is_conv = name.endswith(CONV1D_WEIGHTS)
+            if is_conv and torch.equal(hf_w, w):
+                raise fail(f"{name} belongs to a Conv1D layer in GPT-2, which stores (in, out) where nn.Linear "
+                           "stores (out, in): transpose it (tensor.t()). The four Conv1D weights are "
+                           "attn.c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj.")
+            if not is_conv and w.dim() == 2 and torch.equal(hf_w, w.t()):
+                raise fail(f"{name} must not be transposed: only the weights of the four Conv1D layers (attn.c_attn, "
+                           "attn.c_proj, mlp.c_fc, mlp.c_proj) are stored transposed in GPT-2. Embeddings (wte, "
+                           "wpe) are (rows = ids or positions, C) in both, and lm_head is tied to wte.")
+            raise fail(f"The tensor for {name} is not what GPT2LMHeadModel expects: the same values, transposed "
+                       "for the four Conv1D weights only.")
+        converted[hf_name] = hf_w
+
+    from transformers import GPT2LMHeadModel
+
+    from lmlab.interop import to_hf
+
+    hf = GPT2LMHeadModel(to_hf(model).config)
+    hf.load_state_dict(converted, strict=True)
+    hf.eval()
+    x = torch.arange(7).remainder(11).unsqueeze(0)  # (1, 7)
+    with torch.no_grad():
+        diff = (hf(x).logits - model(x)[0]).abs().max().item()
+    if diff > 1e-4:  # internal: the reference itself would be wrong
+        raise CheckFailed(f"The converted weights load but the logits differ by {diff:.2g}.")
+
+
+q1 = Exercise(
+    name="q1",
+    title="convert_weight(name, tensor)",
+    points=2,
+    prompt=(
+        "Write `convert_weight(name, tensor)` that returns (hf_name, hf_tensor): where one entry of an lmlab GPT's "
+        "state_dict goes in transformers' GPT2LMHeadModel, and in which layout. GPT-2's attn.c_attn, attn.c_proj, "
+        "mlp.c_fc and mlp.c_proj are Conv1D layers that store their weight as (in, out); lmlab's nn.Linear stores "
+        "(out, in). The check converts every entry of a small GPT and loads the result into a GPT2LMHeadModel."
+    ),
+    checker=_check_convert_weight,
+    hints=[
+        "Compare print(list(gpt.state_dict())) with print(list(to_hf(gpt).state_dict())): are the names different?",
+        "Only weights (names ending in .weight) of the four Conv1D layers change layout; biases, LayerNorms and "
+        "embeddings are copied unchanged. name.endswith(tuple_of_suffixes) tests several suffixes at once.",
+        "conv1d = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight'); "
+        "return name, (tensor.t() if name.endswith(conv1d) else tensor)",
+    ],
+    solution_code='''\
+def convert_weight(name, tensor):
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    # same names (lmlab follows GPT-2); Conv1D stores (in, out) where nn.Linear stores (out, in)
+    return name, (tensor.t() if name.endswith(conv1d) else tensor)
+''',
+    explanation=(
+        "nn.Linear computes y = x W^T + b with W of shape (out, in); GPT-2's Conv1D computes y = x W' + b with W' "
+        "of shape (in, out), so W' = W^T for those four layers. Embedding tables are lookups (row = id), the same "
+        "in both, and lm_head shares wte's tensor. Shapes catch most mistakes (strict loading refuses them), but "
+        "not for square matrices: c_proj of attention is (C, C), and loading it untransposed gives a model that "
+        "runs and is silently wrong. That is why the notebook compares logits after every conversion."
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------------
+# q2 first_mismatch
+
+
+def ref_first_mismatch(ours: list[int], theirs: list[int]) -> int | None:
+    """Reference for q2."""
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            return i
+    return None if len(ours) == len(theirs) else min(len(ours), len(theirs))
+
+
+_Q2_CASES = [
+    ([5, 6, 7], [5, 6, 7]),
+    ([5, 6, 7], [5, 9, 7]),
+    ([1, 2, 3], [4, 2, 3]),
+    ([5, 6, 7, 8], [5, 6, 7]),  # theirs is a prefix: differs at 3
+    ([2, 3], [2, 3, 4, 5]),
+    ([], []),
+    ([], [0]),
+    ([0, 0, 1], [0, 0, 2]),
+]
+
+
+def _check_first_mismatch(fn: Any, timeout: float) -> None:
+    require_callable(fn, "first_mismatch")
+    for ours, theirs in _Q2_CASES:
+        shown = f"ours={ours}, theirs={theirs}"
+        got = call_safely(fn, list(ours), list(theirs), timeout=timeout, show_input=shown)
+        expected = ref_first_mismatch(ours, theirs)
+        is_index = isinstance(got, int) and not isinstance(got, bool)
+        if (expected is None and got is None) or (expected is not None and is_index and got == expected):
+            continue
+        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        if expected is None and got == -1:
+            raise fail("Return None (not -1) when the lists are equal: -1 is a valid index in Python and would "
+                       "point at the last token.")
+        if expected is None and got is False:
+            raise fail("Return None when the lists are equal (False == 0 in Python, which reads as 'position 0').")
+        if got is None and len(ours) != len(theirs):
+            raise fail("One list is a prefix of the other: zip stops at the shorter one, so the loop finds no "
+                       "difference, but the lists are not equal. Return the length of the shorter list.")
+        if isinstance(got, int) and expected is not None and got == expected + 1:
+            raise fail("Off by one: return the 0-based index of the first difference (enumerate counts from 0).")
+        raise fail("Return the first index i where ours[i] != theirs[i]; the length of the shorter list when one "
+                   "is a prefix of the other; None when they are equal.")
+
+
+q2 = Exercise(
+    name="q2",
+    title="first_mismatch(ours, theirs)",
+    points=1,
+    prompt=(
+        "Write `first_mismatch(ours, theirs)` for two lists of token ids: the first index where they differ; if one "
+        "is a prefix of the other, the length of the shorter one; None if they are equal."
+    ),
+    checker=_check_first_mismatch,
+    hints=[
+        "for i, (a, b) in enumerate(zip(ours, theirs)) walks both lists together, with the position.",
+        "zip stops at the shorter list: after the loop, equal lengths mean equal lists.",
+        "after the loop: return None if len(ours) == len(theirs) else min(len(ours), len(theirs))",
+    ],
+    solution_code='''\
+def first_mismatch(ours, theirs):
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            return i                                # first position that disagrees
+    if len(ours) == len(theirs):
+        return None                                 # identical
+    return min(len(ours), len(theirs))              # one is a prefix of the other
+''',
+    explanation=(
+        "When an exported tokenizer disagrees with the original, the first differing position points at the "
+        "cause: a character missing from the vocabulary, a different pre-tokenizer split, an added special token "
+        "([CLS] at position 0), or whitespace handling. None for 'no difference' keeps 0 free to mean 'the very "
+        "first token'; -1 would be a valid (last) index. The prefix case matters: a tokenizer that drops a "
+        "trailing character gives a list that zip alone would call equal."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb12", "12 · Hugging Face interop", [q1, q2])
+
+
+def progress() -> None:
+    """Print which exercises of notebook 12 passed in this session."""
+    EXERCISES.progress()

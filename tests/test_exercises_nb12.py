@@ -1,0 +1,105 @@
+"""nb12 exercises: the references and worked solutions pass; typical wrong answers fail with a specific message."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmlab.exercises import nb12 as ex
+from lmlab.exercises.nb12 import CONV1D_WEIGHTS, _small_gpt, ref_convert_weight, ref_first_mismatch
+from lmlab.interop import to_hf
+from exercise_helpers import solution_function
+
+
+def test_reference_conversion_is_what_to_hf_does():
+    model = _small_gpt()
+    converted = dict(ref_convert_weight(n, w) for n, w in model.state_dict().items())
+    theirs = to_hf(model).state_dict()
+    assert set(converted) == set(theirs)
+    assert all(torch.equal(converted[k], v) for k, v in theirs.items())
+
+
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_convert_weight), (ex.q2, ref_first_mismatch)])
+def test_reference_passes(exercise, answer):
+    result = exercise.evaluate(answer)
+    assert result.passed, result.message
+    assert result.points == exercise.points
+
+
+@pytest.mark.parametrize("exercise, name", [(ex.q1, "convert_weight"), (ex.q2, "first_mismatch")])
+def test_worked_solution_passes(exercise, name):
+    result = exercise.evaluate(solution_function(exercise, name))
+    assert result.passed, result.message
+
+
+def _fails_with(exercise, answer, *fragments):
+    result = exercise.evaluate(answer)
+    assert not result.passed
+    for fragment in fragments:
+        assert fragment in result.message, result.message
+
+
+def test_q1_no_transpose():
+    _fails_with(ex.q1, lambda name, w: (name, w), "transpose it")
+
+
+def test_q1_transpose_every_matrix():
+    _fails_with(ex.q1, lambda name, w: (name, w.t() if w.dim() == 2 else w), "must not be transposed")
+
+
+def test_q1_only_attention_transposed():
+    def attention_only(name, w):
+        return name, (w.t() if name.endswith(CONV1D_WEIGHTS[:2]) else w)
+
+    _fails_with(ex.q1, attention_only, "mlp.c_fc", "transpose it")
+
+
+def test_q1_renamed():
+    _fails_with(ex.q1, lambda name, w: (name.replace("transformer.", ""), w), "name should stay the same")
+
+
+def test_q1_wrong_return():
+    _fails_with(ex.q1, lambda name, w: None, "forget a `return`")
+    _fails_with(ex.q1, lambda name, w: ref_convert_weight(name, w)[1], "pair (hf_name, hf_tensor)")
+
+
+def test_q1_stub_not_solved():
+    def convert_weight(name, tensor):
+        raise NotImplementedError
+
+    _fails_with(ex.q1, convert_weight, "Not yet solved")
+
+
+def test_q2_minus_one_for_equal():
+    _fails_with(ex.q2, lambda a, b: ref_first_mismatch(a, b) if ref_first_mismatch(a, b) is not None else -1,
+                "not -1")
+
+
+def test_q2_zip_only_misses_prefix():
+    def zip_only(a, b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return i
+        return None
+
+    _fails_with(ex.q2, zip_only, "prefix")
+
+
+def test_q2_one_based():
+    def one_based(a, b):
+        r = ref_first_mismatch(a, b)
+        return None if r is None else r + 1
+
+    _fails_with(ex.q2, one_based, "Off by one")
+
+
+def test_q2_false_for_equal():
+    _fails_with(ex.q2, lambda a, b: ref_first_mismatch(a, b) if ref_first_mismatch(a, b) is not None else False,
+                "Return None")
+
+
+def test_q2_stub_not_solved():
+    def first_mismatch(ours, theirs):
+        raise NotImplementedError
+
+    _fails_with(ex.q2, first_mismatch, "Not yet solved")
