@@ -1,0 +1,131 @@
+"""nb05 exercises: the references and worked solutions pass; typical wrong answers fail with a specific message."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from exercise_helpers import solution_function
+
+from lmlab.attention import causal_mask, scaled_dot_product_attention
+from lmlab.exercises import nb05 as ex
+from lmlab.exercises.nb05 import (
+    _Q1_CASES,
+    _attention,
+    _q1_case,
+    ref_attention,
+    ref_causal_mask,
+    ref_split_heads,
+)
+
+
+@pytest.mark.parametrize("case", _Q1_CASES)
+def test_reference_matches_lmlab_attention(case):
+    (q, k, v, mask), _ = _q1_case(*case)
+    out_r, w_r = ref_attention(q, k, v, mask)
+    out_l, w_l = scaled_dot_product_attention(q, k, v, mask)
+    assert torch.allclose(out_r, out_l, atol=1e-6) and torch.allclose(w_r, w_l, atol=1e-6)
+
+
+def test_reference_causal_mask_matches_lmlab():
+    for T in (0, 1, 5):
+        assert torch.equal(ref_causal_mask(T), causal_mask(T))
+
+
+def test_reference_split_heads_matches_multi_head_layout():
+    x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)
+    y = ref_split_heads(x, 4)
+    assert y.shape == (2, 4, 3, 2)
+    assert torch.equal(y[1, 2, 0], x[1, 0, 4:6])  # head 2 of token 0 in row 1: channels 4, 5
+
+
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_attention), (ex.q2, ref_causal_mask),
+                                              (ex.q3, ref_split_heads)])
+def test_reference_passes(exercise, answer):
+    result = exercise.evaluate(answer)
+    assert result.passed, result.message
+    assert result.points == exercise.points
+
+
+@pytest.mark.parametrize("exercise, name", [(ex.q1, "attention"), (ex.q2, "causal_mask"), (ex.q3, "split_heads")])
+def test_worked_solution_passes(exercise, name):
+    result = exercise.evaluate(solution_function(exercise, name))
+    assert result.passed, result.message
+
+
+def test_q1_lmlab_function_passes():
+    result = ex.q1.evaluate(lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v, mask))
+    assert result.passed, result.message
+
+
+def _fails_with(exercise, answer, *fragments):
+    result = exercise.evaluate(answer)
+    assert not result.passed
+    for fragment in fragments:
+        assert fragment in result.message, result.message
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(scale="none"), "not scaled"),
+    (dict(scale="d_k"), "divided by d_k"),
+    (dict(softmax_dim=-2), "over the queries"),
+    (dict(transpose_scores=True), "scores are transposed"),
+    (dict(invert_mask=True), "mask is inverted"),
+])
+def test_q1_typical_mistakes(kwargs, fragment):
+    _fails_with(ex.q1, lambda q, k, v, mask=None: _attention(q, k, v, mask, **kwargs), fragment)
+
+
+def test_q1_mask_ignored():
+    _fails_with(ex.q1, lambda q, k, v, mask=None: _attention(q, k, v), "masked-out positions get a nonzero weight")
+
+
+def test_q1_swapped_and_missing_return():
+    _fails_with(ex.q1, lambda q, k, v, mask=None: ref_attention(q, k, v, mask)[::-1], "swapped")
+    _fails_with(ex.q1, lambda q, k, v, mask=None: None, "forget a `return`")
+    _fails_with(ex.q1, lambda q, k, v, mask=None: ref_attention(q, k, v, mask)[0], "tuple (out, weights)")
+
+
+def test_q1_stub_not_solved():
+    def attention(q, k, v, mask=None):
+        raise NotImplementedError("Exercise q1: write your solution here")
+
+    _fails_with(ex.q1, attention, "Not yet solved")
+
+
+def test_q2_typical_mistakes():
+    _fails_with(ex.q2, lambda T: ~ref_causal_mask(T), "inverted")
+    _fails_with(ex.q2, lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upper-triangular")
+    _fails_with(ex.q2, lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is False")
+    _fails_with(ex.q2, lambda T: torch.ones(T, T).tril(), "must be boolean")
+
+
+def test_q2_stub_not_solved():
+    def causal_mask(T):
+        raise NotImplementedError
+
+    _fails_with(ex.q2, causal_mask, "Not yet solved")
+
+
+def test_q3_typical_mistakes():
+    def view_only(x, n_head):
+        B, T, C = x.shape
+        return x.view(B, n_head, T, C // n_head)
+
+    def no_transpose(x, n_head):
+        B, T, C = x.shape
+        return x.view(B, T, n_head, C // n_head)
+
+    def interleaved(x, n_head):
+        B, T, C = x.shape
+        return x.view(B, T, C // n_head, n_head).permute(0, 3, 1, 2)
+
+    _fails_with(ex.q3, view_only, "wrong place", "transpose(1, 2)")
+    _fails_with(ex.q3, no_transpose, "(B, T, nh, hs)")
+    _fails_with(ex.q3, interleaved, "interleaved")
+
+
+def test_q3_stub_not_solved():
+    def split_heads(x, n_head):
+        raise NotImplementedError
+
+    _fails_with(ex.q3, split_heads, "Not yet solved")
