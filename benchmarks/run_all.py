@@ -1,31 +1,90 @@
 """Run every benchmark script in this folder and print their tables.
 
-    python dev.py bench            (or: python benchmarks/run_all.py)
+    python dev.py bench                    (or: python benchmarks/run_all.py)
+    python dev.py bench --save             also write the tables to benchmarks/README.md
+    python dev.py bench bpe explorer       only these scripts
 
 Benchmarks are not tests: they print figures (medians of repeated runs, ratios against real peers measured
-in the same run) and never fail on a slow machine. benchmarks/README.md keeps the latest tables.
+in the same run) and never fail on a slow machine. benchmarks/README.md keeps the latest tables, with the
+machine, the date and the versions they were measured with.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+INTRO = """# Benchmarks
 
-def main() -> int:
+Scripts that print tables: lmlab against real implementations of the same work, measured in the same run.
+They are not tests and never fail on a slow machine. Run them all with `python dev.py bench` (add `--save` to
+rewrite this file), or one with `python benchmarks/NAME.py`.
+
+| script | what it measures |
+|---|---|
+| `train_throughput.py` | training step tokens/s of `lmlab.GPT` against `transformers.GPT2LMHeadModel` with the same weights, at the notebook size and a GPT-2-small-like size, with model FLOPs utilization against a matmul peak measured in the same run; greedy generation tokens/s with the KV cache against `generate` |
+| `bpe.py` | BPE training time against a textbook trainer and Hugging Face `tokenizers`, same merges; encoding MB/s |
+| `time_to_loss.py` | minutes for `lmlab train`'s CPU default to reach validation loss 1.88 on Tiny Shakespeare, its curve and peak memory |
+| `notebooks.py` | every notebook under nbval as CI runs it: wall time and peak memory |
+| `explorer.py` | the attention explorer: time from a control change to the new figure, 128 and 512 tokens |
+"""
+
+
+def machine() -> str:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import tokenizers
+
+        tok_version = tokenizers.__version__
+    except ImportError:
+        tok_version = "not installed"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (f"- date: {datetime.date.today().isoformat()}\n"
+            f"- machine: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}, "
+            f"GPU: {gpu}\n"
+            f"- versions: Python {platform.python_version()}, torch {torch.__version__}, "
+            f"transformers {transformers.__version__}, tokenizers {tok_version}\n")
+
+
+def main(argv: list[str]) -> int:
+    save = "--save" in argv
+    names = [a for a in argv if a != "--save"]
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run_all.py")
-    failed = []
+    if names:
+        scripts = [p for p in scripts if p.stem in names]
+    header = machine()
+    print(header)
+    sections, failed = [], []
     for script in scripts:
         print(f"\n## {script.stem}\n", flush=True)
-        if subprocess.call([sys.executable, str(script)], cwd=HERE.parent) != 0:
+        proc = subprocess.run([sys.executable, str(script)], cwd=HERE.parent, stdout=subprocess.PIPE, text=True)
+        print(proc.stdout, flush=True)
+        if proc.returncode != 0:
             failed.append(script.name)
+        sections.append(f"## {script.stem}\n\n{proc.stdout.strip()}\n")
     if failed:
         print(f"\nthese benchmarks did not finish: {', '.join(failed)}")
+    if save:
+        (HERE / "README.md").write_text(INTRO + "\n## Latest results\n\n" + header + "\n" + "\n".join(sections))
+        print(f"\nwrote {HERE / 'README.md'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -654,6 +654,8 @@ def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, r
                             f"use a batch size divisible by {world}"
                         )
                     x, y = x[rank::world], y[rank::world]  # (B / world, T): this process's share
+                if device.type == "cuda" and not x.is_cuda:
+                    x, y = x.pin_memory(), y.pin_memory()  # page-locked: the copy below does not block the host
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 last_micro = micro == config.grad_accum - 1
                 # DDP averages gradients across processes during backward; only needed on the last micro-batch

@@ -127,7 +127,7 @@ def main() -> None:
         os.write(1, f"pid {pid}\n".encode())
         _, status = os.waitpid(pid, 0)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        os.write(1, f"exit {pid} {code}\n".encode())
+        os.write(1, f"\nexit {pid} {code}\n".encode())  # on its own line even after a cut-off one
 
 
 if __name__ == "__main__":

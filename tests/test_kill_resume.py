@@ -82,7 +82,10 @@ class ForkServer:
             except queue.Empty:
                 if kill_after is None or killed or t0 is None:
                     raise AssertionError(f"the training process sent nothing for 120 s: {seen[-5:]}") from None
-                os.kill(pid, signal.SIGKILL)  # the moment has come (the server reaps it: it cannot be gone yet)
+                try:
+                    os.kill(pid, signal.SIGKILL)  # the moment has come
+                except ProcessLookupError:
+                    pass  # it finished first and the server reaped it: its "exit" line is on its way
                 killed = True
                 continue
             assert line != "eof", "the fork server died"
@@ -90,9 +93,9 @@ class ForkServer:
             if line == "save-point 1" and first_save is None:
                 first_save = time.monotonic() - started
                 t0 = time.monotonic() if t0 is None else t0
-            if line.startswith(f"exit {pid} "):
+            if f"exit {pid} " in line:  # (a child killed while printing leaves its line without a newline)
                 self.timing = (first_save, time.monotonic() - started)
-                return int(line.split()[2]), seen
+                return int(line.split(f"exit {pid} ")[1].split()[0]), seen
 
     def close(self) -> None:
         self.proc.stdin.close()
