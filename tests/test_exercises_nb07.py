@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from exercise_helpers import solution_function
+from exercise_helpers import fails_with, solution_function
 
 from lmlab.exercises import nb07 as ex
 from lmlab.exercises.nb07 import (
@@ -42,13 +42,6 @@ def test_worked_solution_passes(exercise, name):
     assert result.passed, result.message
 
 
-def _fails_with(exercise, answer, *fragments):
-    result = exercise.evaluate(answer)
-    assert not result.passed
-    for fragment in fragments:
-        assert fragment in result.message, result.message
-
-
 def test_q1_typical_mistakes():
     def keeps_k_plus_1(logits, k):
         kth = torch.topk(logits, min(k + 1, logits.size(-1)), dim=-1).values[..., -1:]
@@ -73,12 +66,12 @@ def test_q1_typical_mistakes():
     def probabilities(logits, k):
         return torch.softmax(ref_top_k_filter(logits, k), dim=-1)
 
-    _fails_with(ex.q1, keeps_k_plus_1, "off-by-one")
-    _fails_with(ex.q1, keeps_k_minus_1, "must be kept")
-    _fails_with(ex.q1, smallest, "SMALLEST")
-    _fails_with(ex.q1, whole_tensor, "WHOLE tensor")
-    _fails_with(ex.q1, zeros, "set to 0")
-    _fails_with(ex.q1, probabilities, "probability distribution")
+    fails_with(ex.q1, keeps_k_plus_1, "off-by-one")
+    fails_with(ex.q1, keeps_k_minus_1, "must be kept")
+    fails_with(ex.q1, smallest, "SMALLEST")
+    fails_with(ex.q1, whole_tensor, "WHOLE tensor")
+    fails_with(ex.q1, zeros, "set to 0")
+    fails_with(ex.q1, probabilities, "probability distribution")
 
 
 def test_q2_typical_mistakes():
@@ -87,11 +80,11 @@ def test_q2_typical_mistakes():
         probs = torch.softmax(sorted_logits, dim=-1)
         return logits.masked_fill(probs.cumsum(-1) - probs >= p, float("-inf"))
 
-    _fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, include_crossing=False), "crosses p is removed")
-    _fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, sort=False), "vocabulary order")
-    _fails_with(ex.q2, unsorted_scatter, "scatter(-1, order")
-    _fails_with(ex.q2, lambda lg, p: ref_top_p_filter(lg, p).nan_to_num(neginf=0.0), "set to 0")
-    _fails_with(ex.q2, lambda lg, p: None, "forget a `return`")
+    fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, include_crossing=False), "crosses p is removed")
+    fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, sort=False), "vocabulary order")
+    fails_with(ex.q2, unsorted_scatter, "scatter(-1, order")
+    fails_with(ex.q2, lambda lg, p: ref_top_p_filter(lg, p).nan_to_num(neginf=0.0), "set to 0")
+    fails_with(ex.q2, lambda lg, p: None, "forget a `return`")
 
 
 def test_q3_typical_mistakes():
@@ -109,10 +102,10 @@ def test_q3_typical_mistakes():
     def count(tokens, n):
         return float(len({tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}))
 
-    _fails_with(ex.q3, by_tokens, "number of tokens")
-    _fails_with(ex.q3, missing_last, "last n-gram is missing")
-    _fails_with(ex.q3, unigrams, "distinct-1 whatever n is")
-    _fails_with(ex.q3, count, "number of distinct n-grams")
+    fails_with(ex.q3, by_tokens, "number of tokens")
+    fails_with(ex.q3, missing_last, "last n-gram is missing")
+    fails_with(ex.q3, unigrams, "distinct-1 whatever n is")
+    fails_with(ex.q3, count, "number of distinct n-grams")
 
 
 @pytest.mark.parametrize("exercise", [ex.q1, ex.q2, ex.q3])
@@ -120,4 +113,4 @@ def test_stub_not_solved(exercise):
     def stub(*args):
         raise NotImplementedError("write your solution here")
 
-    _fails_with(exercise, stub, "Not yet solved")
+    fails_with(exercise, stub, "Not yet solved")
