@@ -1,0 +1,286 @@
+"""Exercises for notebook 09, "Pretraining objectives": BERT's masking recipe and the masked-LM loss.
+
+In the notebook::
+
+    from lmlab.exercises import nb09 as ex
+
+    def mask_tokens(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None): ...
+    ex.q1.check(mask_tokens)    # prints ✓ passed, or what is wrong and on which input
+    ex.q1.hint()                # the next hint; ex.q1.hint(3) the last one
+    ex.q1.solution()            # a worked solution with an explanation
+    ex.progress()               # which exercises passed so far
+
+The functions the learner writes (B batch, T time, V vocabulary size):
+
+- q1 ``mask_tokens(idx (B, T), mask_token_id, vocab_size, mask_prob=0.15, generator=None)
+  -> (inputs (B, T), targets (B, T))``: BERT's recipe. The result is random, so it is checked
+  statistically on 200,000 positions: every observed proportion must be within five standard errors of
+  its expected value, and the deterministic parts (unselected positions unchanged, targets equal to the
+  original ids or -100) must hold exactly.
+- q2 ``mlm_loss(logits (B, T, V), labels (B, T)) -> scalar tensor``: the mean cross-entropy over the
+  positions whose label is not -100.
+
+Tolerances: rtol 1e-4, atol 1e-5 (float32) for q2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lmlab.exercises.core import (
+    CheckFailed,
+    Exercise,
+    ExerciseSet,
+    LearnerError,
+    as_number,
+    call_safely,
+    compare_numbers,
+    require_callable,
+)
+
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss"]
+
+RTOL, ATOL = 1e-4, 1e-5
+IGNORE = -100
+
+# ----------------------------------------------------------------------------------------------------
+# References
+
+
+def ref_mask_tokens(idx: torch.Tensor, mask_token_id: int, vocab_size: int, mask_prob: float = 0.15,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for q1: select with `mask_prob`; of the selected 80% [MASK], 10% random id, 10% unchanged."""
+    selected = torch.rand(idx.shape, generator=generator) < mask_prob  # (B, T)
+    u = torch.rand(idx.shape, generator=generator)  # (B, T) which treatment
+    random_ids = torch.randint(0, vocab_size, idx.shape, generator=generator)  # (B, T)
+    inputs = torch.where(selected & (u < 0.8), mask_token_id, idx)
+    inputs = torch.where(selected & (u >= 0.8) & (u < 0.9), random_ids, inputs)
+    targets = torch.where(selected, idx, IGNORE)
+    return inputs, targets
+
+
+def ref_mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Reference for q2: mean cross-entropy over the positions with a label (not -100)."""
+    V = logits.size(-1)
+    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=IGNORE)
+
+
+# ----------------------------------------------------------------------------------------------------
+# q1 mask_tokens
+
+# (rows, T, vocab_size, mask_prob, seed); ids are drawn from [0, vocab_size - 1), the last id is [MASK]
+_Q1_CASES = [(400, 500, 30, 0.15, 0), (400, 500, 12, 0.3, 1)]
+
+
+def _q1_input(rows: int, T: int, V: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, V - 1, (rows, T), generator=torch.Generator().manual_seed(1000 + seed))
+
+
+def _within(observed: float, p: float, n: int, k: float = 5.0) -> bool:
+    return n > 0 and abs(observed - p) <= k * math.sqrt(max(p * (1 - p), 1e-12) / n) + 1e-12
+
+
+def _check_mask_tokens(fn: Any, timeout: float) -> None:
+    require_callable(fn, "mask_tokens")
+    for rows, T, V, p, seed in _Q1_CASES:
+        idx = _q1_input(rows, T, V, seed)
+        mask_id = V - 1
+        shown = (f"idx: random ids of shape ({rows}, {T}) in [0, {V - 1}), mask_token_id={mask_id}, "
+                 f"vocab_size={V}, mask_prob={p}, generator seeded with {seed}")
+        got = call_safely(fn, idx.clone(), mask_id, V, p, torch.Generator().manual_seed(seed),
+                          timeout=timeout, show_input=shown)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2
+                and all(isinstance(t, torch.Tensor) for t in got)):
+            extra = " Did you forget a `return` statement?" if got is None else ""
+            raise CheckFailed(f"`mask_tokens` should return a tuple (inputs, targets) of two tensors of shape "
+                              f"({rows}, {T}).{extra}", input=shown, got=got)
+        inputs, targets = got
+        for name, t in (("inputs", inputs), ("targets", targets)):
+            if tuple(t.shape) != (rows, T) or t.is_floating_point():
+                raise CheckFailed(f"`{name}` should be an integer tensor of shape ({rows}, {T}) like idx.",
+                                  input=shown, got=t)
+        sel = targets != IGNORE
+        n_sel = int(sel.sum())
+        if n_sel == idx.numel() or (n_sel > 0 and not (targets == IGNORE).any()):
+            raise CheckFailed("Every position has a label. Only the selected positions are predicted: set the "
+                              "targets to -100 at the unselected positions (F.cross_entropy ignores -100), "
+                              "e.g. targets = torch.where(selected, idx, -100).", input=shown)
+        if n_sel == 0:
+            raise CheckFailed("No position has a label (targets are all -100): the targets must hold the original "
+                              "ids at the selected positions.", input=shown)
+        if not torch.equal(targets[sel], idx[sel]):
+            if bool((targets[sel] == inputs[sel]).all()):
+                raise CheckFailed("The targets hold the corrupted inputs. They must hold the ORIGINAL ids (what the "
+                                  "model should recover) at the selected positions.", input=shown)
+            raise CheckFailed("At the selected positions (targets != -100) the targets must equal the original ids.",
+                              input=shown)
+        if not torch.equal(inputs[~sel], idx[~sel]):
+            raise CheckFailed("Some positions that were not selected (targets == -100) were changed in the inputs. "
+                              "Only selected positions are corrupted; the rest of the input stays as it was.",
+                              input=shown)
+        frac_sel = n_sel / idx.numel()
+        if not _within(frac_sel, p, idx.numel()):
+            hint = (" It looks like mask_prob is ignored (0.15 hard-coded?)." if abs(frac_sel - 0.15) < 0.01 else "")
+            raise CheckFailed(f"{frac_sel:.3f} of the positions were selected; each position should be selected with "
+                              f"probability mask_prob = {p}.{hint}", input=shown)
+        masked = int((inputs[sel] == mask_id).sum()) / n_sel
+        same = int((inputs[sel] == idx[sel]).sum()) / n_sel
+        other = 1.0 - masked - same
+        exp_mask, exp_same = 0.8 + 0.1 / V, 0.1 + 0.1 / V
+        exp_other = 0.1 * (1 - 2 / V)
+        if masked > 0.99:
+            raise CheckFailed("Every selected position became [MASK]. BERT's recipe replaces only 80% of them by "
+                              "[MASK], 10% by a random token and leaves 10% unchanged, so that the model also "
+                              "learns about tokens it can see.", input=shown)
+        if inputs.min() < 0 or inputs.max() >= V:
+            raise CheckFailed(f"Some inputs are outside [0, vocab_size={V}): draw the random tokens with "
+                              "torch.randint(0, vocab_size, ...).", input=shown)
+        if not (_within(masked, exp_mask, n_sel) and _within(same, exp_same, n_sel)
+                and _within(other, exp_other, n_sel)):
+            raise CheckFailed(
+                f"Among the selected positions, {masked:.3f} became [MASK], {same:.3f} kept their token and "
+                f"{other:.3f} got another token; expected about {exp_mask:.3f}, {exp_same:.3f} and {exp_other:.3f} "
+                "(80/10/10, where a random token can by chance be [MASK] or the original). Decide each selected "
+                "position's treatment with ONE uniform draw u: u < 0.8 -> [MASK], 0.8 <= u < 0.9 -> random, "
+                "else unchanged. Two independent draws (0.8, then 0.1 of the rest) give the wrong proportions.",
+                input=shown)
+    # the generator must be used: the same seed twice gives the same result
+    idx = _q1_input(50, 40, 20, 9)
+    a = call_safely(fn, idx.clone(), 19, 20, 0.15, torch.Generator().manual_seed(5), timeout=timeout)
+    torch.manual_seed(12345)
+    b = call_safely(fn, idx.clone(), 19, 20, 0.15, torch.Generator().manual_seed(5), timeout=timeout)
+    if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
+        raise CheckFailed("Two calls with generators seeded the same way gave different results. Pass "
+                          "generator=generator to every random draw (torch.rand, torch.randint) so that a "
+                          "seeded generator reproduces the masking.")
+
+
+q1 = Exercise(
+    name="q1",
+    title="mask_tokens(idx, mask_token_id, vocab_size, mask_prob, generator)",
+    points=2,
+    prompt=(
+        "Write `mask_tokens(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None)` that returns "
+        "(inputs, targets) for masked-language-model training. Select each position of idx (B, T) independently "
+        "with probability mask_prob. Of the selected positions, 80% become mask_token_id, 10% a random id drawn "
+        "uniformly from [0, vocab_size), 10% keep their token. targets holds the original id at selected positions "
+        "and -100 elsewhere. Pass `generator` to every random draw."
+    ),
+    checker=_check_mask_tokens,
+    hints=[
+        "Draw a (B, T) tensor of uniforms with torch.rand(idx.shape, generator=generator); selected = u1 < mask_prob.",
+        "A second uniform u2 decides the treatment of each position: u2 < 0.8 -> [MASK]; 0.8 <= u2 < 0.9 -> random; "
+        "the rest unchanged. Combine each condition with `selected`.",
+        "inputs = torch.where(selected & (u2 < 0.8), mask_token_id, idx); then the random ones with "
+        "torch.randint(0, vocab_size, idx.shape, generator=generator); targets = torch.where(selected, idx, -100)",
+    ],
+    solution_code='''\
+def mask_tokens(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+    selected = torch.rand(idx.shape, generator=generator) < mask_prob      # (B, T)
+    u = torch.rand(idx.shape, generator=generator)                         # one draw picks the treatment
+    random_ids = torch.randint(0, vocab_size, idx.shape, generator=generator)
+    inputs = torch.where(selected & (u < 0.8), mask_token_id, idx)         # 80%: [MASK]
+    inputs = torch.where(selected & (u >= 0.8) & (u < 0.9), random_ids, inputs)  # 10%: random
+    targets = torch.where(selected, idx, -100)                             # 10% unchanged; -100 = no label
+    return inputs, targets
+''',
+    explanation=(
+        "Only the selected 15% of positions are predicted, so only they get a label; -100 is the ignore_index of "
+        "F.cross_entropy. If every selected token became [MASK], the model would learn that a visible token is "
+        "always correct and would need no good representation for it, and [MASK] never appears in real text "
+        "later. Random replacements force it to doubt every token; unchanged ones tie the prediction to the "
+        "visible token. One uniform draw per position makes the three cases exclusive with probabilities "
+        "0.8, 0.1 and 0.1."
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------------
+# q2 mlm_loss
+
+
+def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, V, generator=g) * 2
+    ids = torch.randint(0, V, (B, T), generator=g)
+    selected = torch.rand(B, T, generator=g) < 0.3
+    selected[0, 0] = True  # at least one label
+    return logits, torch.where(selected, ids, IGNORE)
+
+
+_Q2_CASES = [(2, 5, 7, 0), (3, 8, 11, 1), (4, 6, 5, 2)]
+
+
+def _check_mlm_loss(fn: Any, timeout: float) -> None:
+    require_callable(fn, "mlm_loss")
+    for B, T, V, seed in _Q2_CASES:
+        logits, labels = _q2_case(B, T, V, seed)
+        n = int((labels != IGNORE).sum())
+        shown = f"logits: random ({B}, {T}, {V}), labels: ({B}, {T}) with {n} ids and the rest -100"
+        try:
+            raw = call_safely(fn, logits.clone(), labels.clone(), timeout=timeout, show_input=shown)
+        except LearnerError as exc:
+            low = exc.message.lower()
+            if "out of bounds" in low or "-100" in low or "index" in low:
+                raise CheckFailed("The -100 labels reached a loss that treats them as class ids. Tell the loss to "
+                                  "skip them: F.cross_entropy(..., ignore_index=-100) (the default ignore_index is "
+                                  "already -100, so check that you flatten and pass the labels unchanged), or keep "
+                                  "only the positions with labels != -100.", input=shown, details=exc.details) from None
+            if "expected target size" in low:
+                raise CheckFailed("F.cross_entropy got (B, T, V) logits as they are and read dim 1 as the classes. "
+                                  "Flatten both: logits.reshape(-1, V), labels.reshape(-1).",
+                                  input=shown, details=exc.details) from None
+            raise
+        got = as_number(raw, "mlm_loss", show_input=shown)
+        expected = float(ref_mlm_loss(logits, labels))
+        if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
+            continue
+        near = lambda value: math.isclose(got, float(value), rel_tol=RTOL, abs_tol=ATOL)  # noqa: E731
+        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        if near(expected * n / (B * T)):
+            raise fail(f"This is the sum over the {n} labelled positions divided by all {B * T} positions. The mean "
+                       f"is over the labelled positions only (divide by {n}), which is what ignore_index does.")
+        if near(expected * n):
+            raise fail(f"This is the sum over the {n} labelled positions; the loss is their mean.")
+        if near(-expected):
+            raise fail("The sign is flipped: the loss is the NEGATIVE mean log-probability of the labels.")
+        compare_numbers(expected, got, rtol=RTOL, atol=ATOL, name="Your loss", show_input=shown)
+
+
+q2 = Exercise(
+    name="q2",
+    title="mlm_loss(logits, labels)",
+    points=1,
+    prompt=(
+        "Write `mlm_loss(logits, labels)` that returns the masked-LM loss as a scalar tensor: the mean "
+        "cross-entropy of the (B, T, V) logits over the positions whose label (B, T) is not -100."
+    ),
+    checker=_check_mlm_loss,
+    hints=[
+        "Positions with label -100 were not selected for masking: they contribute nothing, not even to the count.",
+        "F.cross_entropy has an argument ignore_index (default -100) that skips those positions and averages over the rest.",
+        "V = logits.size(-1); return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=-100)",
+    ],
+    solution_code='''\
+import torch.nn.functional as F
+
+def mlm_loss(logits, labels):
+    V = logits.size(-1)
+    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=-100)   # mean over labelled
+''',
+    explanation=(
+        "The masked-LM objective scores only the selected positions. ignore_index=-100 drops the others from both "
+        "the sum and the count, so the loss is a mean over the labelled positions; dividing by all B * T positions "
+        "instead would shrink the loss (and the gradient) by the masking rate."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb09", "09 · Pretraining objectives", [q1, q2])
+
+
+def progress() -> None:
+    """Print which exercises of notebook 09 passed in this session."""
+    EXERCISES.progress()

@@ -1,0 +1,113 @@
+"""nb09 exercises: the references and worked solutions pass; typical wrong answers fail with a specific message."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmlab.exercises import nb09 as ex
+from lmlab.exercises.nb09 import ref_mask_tokens, ref_mlm_loss
+from lmlab.models import mask_tokens as lmlab_mask_tokens
+from exercise_helpers import fails_with
+
+
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_mask_tokens), (ex.q2, ref_mlm_loss)])
+def test_reference_passes(exercise, answer):
+    result = exercise.evaluate(answer)
+    assert result.passed, result.message
+    assert result.points == exercise.points
+
+
+def test_lmlab_mask_tokens_passes():
+    def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        return lmlab_mask_tokens(idx, mask_token_id=mask_token_id, vocab_size=vocab_size, mask_prob=mask_prob,
+                                 generator=generator)
+
+    result = ex.q1.evaluate(answer)
+    assert result.passed, result.message
+
+
+def test_q1_all_mask():
+    def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        selected = torch.rand(idx.shape, generator=generator) < mask_prob
+        return torch.where(selected, mask_token_id, idx), torch.where(selected, idx, -100)
+
+    fails_with(ex.q1, answer, "Every selected position became [MASK]")
+
+
+def test_q1_labels_everywhere():
+    def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        inputs, _ = ref_mask_tokens(idx, mask_token_id, vocab_size, mask_prob, generator)
+        return inputs, idx.clone()
+
+    fails_with(ex.q1, answer, "set the targets to -100")
+
+
+def test_q1_targets_are_corrupted_inputs():
+    def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        inputs, targets = ref_mask_tokens(idx, mask_token_id, vocab_size, mask_prob, generator)
+        return inputs, torch.where(targets != -100, inputs, -100)
+
+    fails_with(ex.q1, answer, "ORIGINAL ids")
+
+
+def test_q1_two_independent_draws():
+    def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        selected = torch.rand(idx.shape, generator=generator) < mask_prob
+        to_mask = selected & (torch.rand(idx.shape, generator=generator) < 0.8)
+        to_random = selected & ~to_mask & (torch.rand(idx.shape, generator=generator) < 0.1)
+        rnd = torch.randint(0, vocab_size, idx.shape, generator=generator)
+        inputs = torch.where(to_mask, mask_token_id, torch.where(to_random, rnd, idx))
+        return inputs, torch.where(selected, idx, -100)
+
+    fails_with(ex.q1, answer, "ONE uniform draw")
+
+
+def test_q1_ignores_mask_prob():
+    fails_with(ex.q1, lambda idx, m, v, p=0.15, g=None: ref_mask_tokens(idx, m, v, 0.15, g), "mask_prob is ignored")
+
+
+def test_q1_ignores_generator():
+    fails_with(ex.q1, lambda idx, m, v, p=0.15, g=None: ref_mask_tokens(idx, m, v, p, None), "generator=generator")
+
+
+def test_q1_stub_and_none():
+    def mask_tokens(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
+        raise NotImplementedError("Exercise q1: write your solution here")
+
+    fails_with(ex.q1, mask_tokens, "Not yet solved")
+    fails_with(ex.q1, lambda *a: None, "forget a `return`")
+
+
+def test_q2_mean_over_all_positions():
+    def answer(logits, labels):
+        V = logits.size(-1)
+        return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), reduction="sum") / labels.numel()
+
+    fails_with(ex.q2, answer, "labelled positions only")
+
+
+def test_q2_no_ignore():
+    def answer(logits, labels):
+        V = logits.size(-1)
+        return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=0)
+
+    fails_with(ex.q2, answer, "ignore_index")
+
+
+def test_q2_unflattened_sum_sign():
+    fails_with(ex.q2, lambda lg, lb: F.cross_entropy(lg, lb), "Flatten both")
+    fails_with(ex.q2, lambda lg, lb: -ref_mlm_loss(lg, lb), "sign is flipped")
+
+    def summed(logits, labels):
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), reduction="sum")
+
+    fails_with(ex.q2, summed, "their mean")
+
+
+def test_q2_stub():
+    def mlm_loss(logits, labels):
+        raise NotImplementedError
+
+    fails_with(ex.q2, mlm_loss, "Not yet solved")
