@@ -62,12 +62,37 @@ def machine() -> str:
             f"transformers {transformers.__version__}, tokenizers {tok_version}\n")
 
 
+def write_readme(header: str, sections: dict[str, str]) -> None:
+    """Rewrite README.md with these sections; sections of scripts not run this time keep their old text
+    (under the header of the run that made them)."""
+    path = HERE / "README.md"
+    runs = []  # (header, {script: section}) of earlier runs still shown
+    if path.is_file() and "\n## Latest results\n" in path.read_text():
+        for block in path.read_text().split("\n## Latest results\n")[1].split("\n### Measured\n")[1:]:
+            old_header, _, body = block.partition("\n\n")
+            kept = {}
+            for part in ("\n" + body).split("\n## ")[1:]:
+                name = part.split("\n", 1)[0].strip()
+                if name not in sections:
+                    kept[name] = "## " + part.strip() + "\n"
+            if kept:
+                runs.append((old_header.strip() + "\n", kept))
+    text = INTRO + "\n## Latest results\n"
+    for run_header, run_sections in [(header, sections), *runs]:
+        text += "\n### Measured\n" + run_header + "\n" + "\n".join(run_sections.values())
+    path.write_text(text)
+
+
 def main(argv: list[str]) -> int:
     save = "--save" in argv
     names = [a for a in argv if a != "--save"]
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run_all.py")
     if names:
         scripts = [p for p in scripts if p.stem in names]
+    shared = HERE.parent.parent / "shared" / "data"
+    if "LMLAB_DATA_DIR" not in os.environ and shared.is_dir():
+        os.environ["LMLAB_DATA_DIR"] = str(shared)
+    os.environ.setdefault("LMLAB_PROGRESS", "0")
     header = machine()
     print(header)
     sections, failed = [], []
@@ -77,11 +102,11 @@ def main(argv: list[str]) -> int:
         print(proc.stdout, flush=True)
         if proc.returncode != 0:
             failed.append(script.name)
-        sections.append(f"## {script.stem}\n\n{proc.stdout.strip()}\n")
+        sections.append((script.stem, f"## {script.stem}\n\n{proc.stdout.strip()}\n"))
     if failed:
         print(f"\nthese benchmarks did not finish: {', '.join(failed)}")
     if save:
-        (HERE / "README.md").write_text(INTRO + "\n## Latest results\n\n" + header + "\n" + "\n".join(sections))
+        write_readme(header, dict(sections))
         print(f"\nwrote {HERE / 'README.md'}")
     return 0
 

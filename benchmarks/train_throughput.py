@@ -51,6 +51,9 @@ def step_time(model, x, y, reps: int, hf: bool) -> float:
 
 
 def main() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # keep its notes about the converted config out of the table
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="notebook,gpt2-small")
     p.add_argument("--reps", type=int, default=5)
