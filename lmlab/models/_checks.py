@@ -1,4 +1,4 @@
-"""Input checks shared by the language models, with messages that say what was wrong and what to do.
+"""Input and config checks shared by the language models, with messages that say what was wrong and what to do.
 
 Every LM takes ``idx`` (B, T) of token ids and optional ``targets`` (B, T). Checking that ids lie in
 ``[0, vocab_size)`` needs their min and max (one host sync per call); a model skips it when its
@@ -73,3 +73,23 @@ def check_targets(targets: Tensor, idx: Tensor, vocab_size: int, *, check_ids: b
             bad = targets[~valid]
             raise ValueError(f"targets must be in [0, vocab_size={vocab_size}) or -100 (ignored), "
                              f"got values such as {bad[:3].tolist()}")
+
+
+def check_transformer_config(config, int_fields: tuple[str, ...]) -> None:
+    """The checks every Transformer config shares: positive int sizes, n_embd divisible by n_head, a dropout
+    probability. Raises ValueError naming the config class, the field and a fix."""
+    from lmlab.attention import _divisors_near, _multiples_near
+
+    name = type(config).__name__
+    for field in int_fields:
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name}.{field} must be a positive int, got {value!r}")
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(
+            f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}; "
+            f"try n_head in {_divisors_near(config.n_embd, config.n_head)} "
+            f"or n_embd in {_multiples_near(config.n_head, config.n_embd)}"
+        )
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{name}.dropout must be in [0, 1), got {config.dropout}")

@@ -33,8 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from lmlab.attention import _divisors_near, _multiples_near, scaled_dot_product_attention
-from lmlab.models._checks import check_idx, check_targets
+from lmlab.attention import scaled_dot_product_attention
+from lmlab.models._checks import check_idx, check_targets, check_transformer_config
 
 __all__ = ["GPTConfig", "GPT", "KVCache"]
 
@@ -56,18 +56,7 @@ class GPTConfig:
 
     def validate(self) -> None:
         """Raise ValueError if the fields do not make a valid model."""
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                f"try n_head in {_divisors_near(self.n_embd, self.n_head)} "
-                f"or n_embd in {_multiples_near(self.n_head, self.n_embd)}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        check_transformer_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
 
 
 @dataclass

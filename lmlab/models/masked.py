@@ -44,8 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from lmlab.attention import _divisors_near, _multiples_near, scaled_dot_product_attention
-from lmlab.models._checks import check_idx, check_targets
+from lmlab.attention import scaled_dot_product_attention
+from lmlab.models._checks import check_idx, check_targets, check_transformer_config
 
 __all__ = ["MaskedLMConfig", "MaskedLM", "mask_tokens"]
 
@@ -70,18 +70,8 @@ class MaskedLMConfig:
 
     def validate(self) -> None:
         """Raise ValueError if the fields do not make a valid model."""
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"MaskedLMConfig.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                f"try n_head in {_divisors_near(self.n_embd, self.n_head)} "
-                f"or n_embd in {_multiples_near(self.n_head, self.n_embd)}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"MaskedLMConfig.dropout must be in [0, 1), got {self.dropout}")
+        check_transformer_config(
+            self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "type_vocab_size"))
         for name in ("mask_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
