@@ -26,27 +26,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from lmlab.data import load_text  # noqa: E402
-from lmlab.tokenizers import PATTERNS, BPETokenizer, merge, split_chunks  # noqa: E402
+from lmlab.tokenizers import PATTERNS, BPETokenizer, textbook_merges  # noqa: E402
 
 
-def textbook_train(text: str, vocab_size: int, pattern: str | None) -> list[tuple[tuple[int, int], int]]:
-    """minbpe's RegexTokenizer.train: recount all pairs of all chunks after every merge.
-
-    Same tie-break as lmlab: among pairs with the highest count, the smallest pair (as a tuple) wins.
-    """
-    chunks = [list(c.encode("utf-8")) for c in split_chunks(text, pattern)]
-    merges = []
-    for idx in range(256, vocab_size):
-        stats: dict[tuple[int, int], int] = {}
-        for ids in chunks:
-            for pair in zip(ids, ids[1:]):
-                stats[pair] = stats.get(pair, 0) + 1
-        if not stats:
-            break
-        pair = min(stats, key=lambda p: (-stats[p], p))
-        chunks = [merge(ids, pair, idx) for ids in chunks]
-        merges.append((pair, idx))
-    return merges
 
 
 def timed(fn):
@@ -79,7 +61,7 @@ def main() -> None:
     if args.textbook_chars:
         part = text[: args.textbook_chars]
         fast_part, t_fast = timed(lambda: BPETokenizer().train(part, V))
-        slow, t_slow = timed(lambda: textbook_train(part, V, PATTERNS["gpt2"]))
+        slow, t_slow = timed(lambda: textbook_merges(part, V, PATTERNS["gpt2"]))
         same = "merges identical" if slow == fast_part.merges else "MERGES DIFFER"
         rows.append((f"lmlab train, first {len(part):,} chars", f"{t_fast:.2f} s", ""))
         rows.append((f"textbook train, first {len(part):,} chars", f"{t_slow:.2f} s", f"{t_slow / t_fast:.0f}x slower; {same}"))

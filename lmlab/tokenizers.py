@@ -265,6 +265,27 @@ def split_chunks(text: str, pattern: str | None) -> list[str]:
     return out
 
 
+def textbook_merges(text: str, vocab_size: int, pattern: str | None) -> list[tuple[tuple[int, int], int]]:
+    """The slow, obvious BPE trainer (as minbpe): recount every pair of every chunk after each merge.
+
+    The reference that ``BPETokenizer.train`` (which updates pair counts incrementally) must equal, merge for
+    merge; the tests and benchmarks/bpe.py compare the two. Ties go to the smallest pair, as in ``train``.
+    Example: textbook_merges("aaabdaaabac", 259, None) -> [((97, 97), 256), ((97, 98), 257), ((256, 257), 258)]
+    """
+    chunks = [list(c.encode("utf-8")) for c in split_chunks(text, pattern)]
+    merges = []
+    for idx in range(256, vocab_size):
+        stats: dict[tuple[int, int], int] = {}
+        for ids in chunks:
+            get_stats(ids, stats)
+        if not stats:
+            break
+        pair = min(stats, key=lambda p: (-stats[p], p))  # most frequent; ties: smallest pair
+        chunks = [merge(ids, pair, idx) for ids in chunks]
+        merges.append((pair, idx))
+    return merges
+
+
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's map from the 256 bytes to printable characters (the alphabet of HF's ByteLevel).
 

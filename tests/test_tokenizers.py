@@ -11,7 +11,8 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmlab.tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, get_stats, load_tokenizer, merge, split_chunks
+from lmlab.tokenizers import (GPT2_PATTERN, BPETokenizer, CharTokenizer, get_stats, load_tokenizer, merge, split_chunks,
+                              textbook_merges)
 
 ODD = "Hello 世界! 🎉👍🏽 café e\u0301 naïve \t\n\n  x  \x00\x1f 'll 12345 ÅÄÖ  👨‍👩‍👧 end"
 
@@ -104,28 +105,13 @@ def test_bpe_hand_example():
     assert tok.vocab[258] == b"aaab"
 
 
-def textbook_train(text: str, vocab_size: int, pattern: str | None) -> list[tuple[tuple[int, int], int]]:
-    """The slow, obvious trainer: recount every pair of every chunk after each merge."""
-    chunks = [list(c.encode("utf-8")) for c in split_chunks(text, pattern)]
-    merges = []
-    for idx in range(256, vocab_size):
-        stats: dict[tuple[int, int], int] = {}
-        for ids in chunks:
-            for pair in zip(ids, ids[1:]):
-                stats[pair] = stats.get(pair, 0) + 1
-        if not stats:
-            break
-        pair = min(stats, key=lambda p: (-stats[p], p))  # most frequent; ties: smallest pair
-        chunks = [merge(ids, pair, idx) for ids in chunks]
-        merges.append((pair, idx))
-    return merges
 
 
 @pytest.mark.parametrize("pattern", ["gpt2", None])
 def test_bpe_merges_equal_textbook_trainer(shakespeare_text, pattern):
     text = shakespeare_text[:6000] + ODD
     fast = BPETokenizer().train(text, vocab_size=256 + 120, pattern=pattern)
-    slow = textbook_train(text, 256 + 120, GPT2_PATTERN if pattern == "gpt2" else None)
+    slow = textbook_merges(text, 256 + 120, GPT2_PATTERN if pattern == "gpt2" else None)
     assert fast.merges == slow
 
 
