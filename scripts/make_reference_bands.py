@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 def recipes() -> dict:
     """Every band recipe, from every module in scripts/reference_runs/."""
     found = {}
+    sys.path.insert(0, str(HERE / "reference_runs"))  # the recipes share helpers there (shakespeare.py)
     for path in sorted((HERE / "reference_runs").glob("nb*.py")):
         spec = importlib.util.spec_from_file_location(f"reference_runs.{path.stem}", path)
         module = importlib.util.module_from_spec(spec)

@@ -2,16 +2,14 @@
 
 import torch
 
-from lmlab.data import LMBatches, load_text, train_val_split
+from lmlab.data import LMBatches
 from lmlab.models import BigramLM
-from lmlab.tokenizers import CharTokenizer
 from lmlab.train import TrainConfig, train
+from shakespeare import char_splits
 
 
 def bigram(seed: int):
-    text = load_text("tinyshakespeare")
-    tok = CharTokenizer.from_text(text)
-    train_ids, val_ids = train_val_split(torch.tensor(tok.encode(text[:300_000])), val_fraction=0.1)
+    tok, train_ids, val_ids = char_splits(300_000)
     torch.manual_seed(seed)
     model = BigramLM(tok.vocab_size)
     history = train(model, LMBatches(train_ids, block_size=32, batch_size=32, seed=seed),

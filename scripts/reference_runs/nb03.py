@@ -2,16 +2,14 @@
 
 import torch
 
-from lmlab.data import LMBatches, load_text, train_val_split
+from lmlab.data import LMBatches
 from lmlab.models import GPT, GPTConfig
-from lmlab.tokenizers import CharTokenizer
 from lmlab.train import TrainConfig, train
+from shakespeare import char_splits
 
 
 def embed(seed: int):
-    text = load_text("tinyshakespeare")
-    chars = CharTokenizer.from_text(text)
-    train_ids, val_ids = train_val_split(torch.tensor(chars.encode(text)), val_fraction=0.1)
+    chars, train_ids, val_ids = char_splits()
     torch.set_num_threads(1)  # as in the notebook
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=chars.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32))

@@ -2,16 +2,14 @@
 
 import torch
 
-from lmlab.data import LMBatches, load_text, train_val_split
+from lmlab.data import LMBatches
 from lmlab.models import LSTMLM, LSTMConfig
-from lmlab.tokenizers import CharTokenizer
 from lmlab.train import TrainConfig, train
+from shakespeare import char_splits
 
 
 def lstm(seed: int):
-    text = load_text("tinyshakespeare")
-    tok = CharTokenizer.from_text(text)
-    train_ids, val_ids = train_val_split(torch.tensor(tok.encode(text)), val_fraction=0.1)
+    tok, train_ids, val_ids = char_splits()
     torch.manual_seed(seed)
     model = LSTMLM(LSTMConfig(vocab_size=tok.vocab_size, n_embd=32, n_hidden=128))
     history = train(model, LMBatches(train_ids, block_size=64, batch_size=32, seed=seed),

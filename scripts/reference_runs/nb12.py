@@ -3,17 +3,15 @@ counting task with a BERT word-piece tokenizer (200 steps)."""
 
 import torch
 
-from lmlab.data import LMBatches, load_text, train_val_split
+from lmlab.data import LMBatches
 from lmlab.models import GPT, GPTConfig, MaskedLM, MaskedLMConfig
 from lmlab.models.masked import mask_tokens
-from lmlab.tokenizers import CharTokenizer
 from lmlab.train import TrainConfig, train
+from shakespeare import char_splits
 
 
 def char_gpt(seed: int):
-    text = load_text("tinyshakespeare")
-    tok = CharTokenizer.from_text(text)
-    train_ids, val_ids = train_val_split(torch.tensor(tok.encode(text)), 0.1)
+    tok, train_ids, val_ids = char_splits()
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64))
     history = train(model, LMBatches(train_ids, block_size=64, batch_size=32, seed=seed),
