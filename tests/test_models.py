@@ -35,6 +35,19 @@ def ids(*shape, seed=0, high=V):
     return torch.randint(0, high, shape, generator=torch.Generator().manual_seed(seed))
 
 
+def assert_overfits(model, inputs, targets, steps: int = 200, below: float = 0.1) -> None:
+    """AdamW on one batch drives the loss below `below` within `steps` steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        _, loss = model(inputs, targets)
+        if loss.item() < below:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < below, f"loss {loss.item():.3f} after {step} steps"
+
+
 # ---------------------------------------------------------------- n-gram
 
 
@@ -286,15 +299,7 @@ def test_gpt_overfits_one_batch():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=32))
     x, y = ids(4, 16, seed=5), ids(4, 16, seed=6)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for step in range(200):
-        _, loss = model(x, y)
-        if loss.item() < 0.1:
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.1, f"loss {loss.item():.3f} after {step} steps"
+    assert_overfits(model, x, y)
 
 
 def test_gpt_matches_hugging_face_gpt2():
@@ -411,15 +416,7 @@ def test_masked_lm_overfits_one_batch():
     x = ids(4, 16, high=V - 1)
     inputs, targets = mask_tokens(x, mask_token_id=V - 1, vocab_size=V, mask_prob=0.3,
                                   generator=torch.Generator().manual_seed(1))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for step in range(200):
-        _, loss = model(inputs, targets)
-        if loss.item() < 0.1:
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.1, f"loss {loss.item():.3f} after {step} steps"
+    assert_overfits(model, inputs, targets)
 
 
 # ---------------------------------------------------------------- classifier
