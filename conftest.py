@@ -8,6 +8,3 @@ if "LMLAB_DATA_DIR" not in os.environ and _shared.is_dir():
     os.environ["LMLAB_DATA_DIR"] = str(_shared)
 os.environ.setdefault("LMLAB_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Idle OpenMP threads sleep instead of spinning (the kernels nbval starts inherit this): with spinning threads
-# a notebook kernel and the test process fight over the cores and training gets many times slower.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

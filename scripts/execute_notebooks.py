@@ -39,8 +39,6 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("LMLAB_PROGRESS", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    # Idle OpenMP threads sleep instead of spinning: spinning threads make a busy machine many times slower.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if argv:
         paths = [p for p in paths if any(p.name.startswith(a) for a in argv)]
