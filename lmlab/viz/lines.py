@@ -21,7 +21,8 @@ from lmlab.viz.plots import LABEL_PT, MAX_LABELS, PITCH_IN, TITLE_PT, TOKEN_FONT
 __all__ = ["head_colors", "LiveLines", "plot_lines"]
 
 _FAINT = 0.18  # opacity factor of the lines of queries other than the chosen one
-_MIN_WEIGHT = 0.01  # lighter lines are not drawn
+_MIN_WEIGHT = 0.01  # lighter lines of the chosen query are not drawn
+_MIN_FAINT = 0.1  # nor lighter lines of the other queries (a long, even pattern would be thousands of lines)
 
 
 def head_colors(H: int) -> list[tuple[float, float, float, float]]:
@@ -41,7 +42,10 @@ def _segments(weights: Tensor, heads: list[int], query: int | None) -> tuple[np.
     segs, rgba = [], []
     for h in heads:
         w = weights[h].numpy()  # (T, T)
-        i, j = np.nonzero(w >= _MIN_WEIGHT)  # query, key of each line
+        floor = np.full((w.shape[0], 1), _MIN_FAINT if query is not None else _MIN_WEIGHT)  # (T, 1)
+        if query is not None:
+            floor[query] = _MIN_WEIGHT
+        i, j = np.nonzero(w >= floor)  # query, key of each line
         alpha = w[i, j] * np.where(i == query, 1.0, _FAINT if query is not None else 1.0)
         segs.append(np.stack([np.stack([np.zeros_like(i), i], 1), np.stack([np.ones_like(j), j], 1)], 1))
         c = np.repeat(colors[h][None], len(i), axis=0)

@@ -14,8 +14,9 @@ Letters: T tokens.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,17 +40,20 @@ class Blitter:
         fig.canvas.draw()  # every static part, once
         self.background = fig.canvas.copy_from_bbox(fig.bbox)
 
-    def png(self) -> bytes:
+    def png(self, paint: Callable[[np.ndarray], None] | None = None) -> bytes:
+        """PNG bytes; ``paint(pixels)`` may change the (height, width, 4) pixels before the dynamic artists."""
         from PIL import Image
 
         canvas = self.fig.canvas
         canvas.restore_region(self.background)
+        if paint is not None:
+            paint(np.asarray(canvas.buffer_rgba()))
         for artist in self.dynamic:
             self.fig.draw_artist(artist)
         w, h = canvas.get_width_height()
         image = Image.frombuffer("RGBA", (w, h), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=3)
+        image.save(buf, format="PNG", compress_level=1)  # quick; the files stay small
         return buf.getvalue()
 
 
@@ -92,14 +96,40 @@ class LiveHeatmap:
         self.key_rect = ax.add_patch(Rectangle((-0.5, -0.5), 1, T, fill=False, edgecolor="white", linewidth=1.4,
                                                linestyle="--", visible=False))
         self.query_label, self.key_label = _marker_label(ax, "y"), _marker_label(ax, "x")
-        dynamic = [self.im, self.rect, self.key_rect, self.query_label, self.key_label, self.title]
+        dynamic = [*ax.spines.values(), self.rect, self.key_rect, self.query_label, self.key_label, self.title]
         self._blit = Blitter(ax.figure, dynamic, dpi)
+        self._pixel_cells()
+
+    def _pixel_cells(self) -> None:
+        """For each pixel row and column inside the map, the cell it shows (nearest neighbour, as imshow).
+
+        The map is painted straight into the canvas with these indices and a colour table: much quicker
+        than resampling the image through matplotlib at each update.
+        """
+        from matplotlib import colormaps
+
+        height = self.ax.figure.canvas.get_width_height()[1]
+        (x0, top), (x1, bottom) = self.ax.transData.transform([(-0.5, -0.5), (self.T - 0.5, self.T - 0.5)])
+        top, bottom = height - top, height - bottom  # y down, as the pixel rows
+        self.cols = np.arange(int(np.ceil(x0 - 0.5)), int(np.ceil(x1 - 0.5)))  # pixel columns in the map
+        self.rows = np.arange(int(np.ceil(top - 0.5)), int(np.ceil(bottom - 0.5)))
+        self.col_cell = np.clip(((self.cols + 0.5 - x0) / (x1 - x0) * self.T).astype(int), 0, self.T - 1)
+        self.row_cell = np.clip(((self.rows + 0.5 - top) / (bottom - top) * self.T).astype(int), 0, self.T - 1)
+        rgba = colormaps[self.im.get_cmap().name](np.arange(256) / 255)  # (256, 4) floats
+        self.colors = np.ascontiguousarray((rgba * 255).round().astype(np.uint8))  # (256, 4)
+
+    def _paint(self, matrix: np.ndarray, pixels: np.ndarray) -> None:
+        """Colour the map's pixels: value v in [0, 1] -> colour table entry min(int(v * 256), 255)."""
+        index = np.clip((matrix * 256).astype(int), 0, 255)  # (T, T), as Colormap.__call__ bins
+        cells = self.colors.view(np.uint32)[index, 0]  # (T, T): one RGBA pixel as one 32-bit number
+        block = cells.take(self.row_cell, axis=0).take(self.col_cell, axis=1)  # (rows, cols)
+        pixels.view(np.uint32)[self.rows[0]:self.rows[-1] + 1, self.cols[0]:self.cols[-1] + 1, 0] = block
 
     def render(self, matrix: Tensor, title: str, query: int | None = None, key: int | None = None) -> bytes:
         """Shape: matrix (T, T) -> PNG bytes"""
         if tuple(matrix.shape) != (self.T, self.T):
             raise ValueError(f"matrix must be ({self.T}, {self.T}) like the tokens, got {tuple(matrix.shape)}")
-        self.im.set_data(matrix.numpy())
+        self.im.set_data(matrix.numpy())  # for the colour bar and for readers of the figure
         for artist, pos, label in ((self.rect, query, self.query_label), (self.key_rect, key, self.key_label)):
             artist.set_visible(pos is not None)
             label.set_visible(pos is not None)
@@ -113,7 +143,8 @@ class LiveHeatmap:
                 artist.set_x(pos - 0.5)
                 label.xy = (pos, 0)
         self.title.set_text(title)
-        return self._blit.png()
+        values = matrix.float().numpy()
+        return self._blit.png(lambda pixels: self._paint(values, pixels))
 
     def cell_at(self, x: float, y: float) -> tuple[int | None, int | None]:
         """(query, key) under pixel (x, y) of the PNG (origin top left). On a query's label (left of the
