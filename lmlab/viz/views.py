@@ -152,7 +152,7 @@ def readout(ex: Any, view: str, q: int | None, k: int | None, pointer: bool = Fa
     tok = ex.tokens
     if view not in ("head", "rollout", "query", "lines") or q is None and k is None:
         return ""
-    what = "under the pointer" if pointer else "selected"
+    what = "under the pointer" if pointer and (q, k) != (ex.query.value, ex.key) else "selected"
     if q is None or k is None:
         pos = q if q is not None else k
         role = "query" if q is not None else "key"
