@@ -27,6 +27,7 @@ Letters: L layers, H heads, T tokens.
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import time
@@ -356,5 +357,5 @@ class AttentionExplorer:
         picture = self.images[view].value if view in self.images else b""
         if not picture:
             picture = figure_bytes(views.figure(self, "head" if view == "generation" else view), "png", self.dpi)
-        bundle["image/png"] = picture
+        bundle["image/png"] = base64.b64encode(picture).decode("ascii")  # as Jupyter stores images
         return bundle

@@ -129,8 +129,8 @@ def _heatmap_page(ex: Any, view: str, dpi: int) -> str:
                       f"<img alt='{html.escape(name)}' src='{_data_uri(thumbnail_png(matrix), 'image/png')}'>"
                       f"{html.escape(name.split(',')[0] if view == 'rollout' else name.rsplit(',', 1)[0])}</div>")
     columns = ex.weights.size(1) if view != "rollout" else len(panels)
-    body = [f"<p>Click a map on the left to open it; click a row or a token to choose the query, a cell or a key "
-            f"to choose the key; point at a cell to read its weight. <b id='query'></b></p>",
+    body = ["<p>Click a map on the left to open it; click a row or a token to choose the query, a cell or a key "
+            "to choose the key; point at a cell to read its weight. <b id='query'></b></p>",
             f"<div class='wrap'><div class='thumbs' style='grid-template-columns:repeat({columns}, auto)'>"
             + "".join(thumbs) + "</div><div><div class='map'><img id='map' alt='attention map' width='"
             f"{width}'><div id='row' class='box'></div><div id='col' class='box'></div></div>"

@@ -72,6 +72,16 @@ def hint(text: str) -> str:
     return f"<i style='color:#555'>{html.escape(text, quote=False)}</i>"
 
 
+def _event_class() -> type:
+    """ipyevents' Event widget: clicks and pointer moves on an image, with the position in its pixels."""
+    try:
+        from ipyevents import Event
+    except ImportError as err:
+        raise ImportError("the attention explorer needs the ipyevents package for clicks on its pictures: "
+                          "pip install ipyevents (then reload the page)") from err
+    return Event
+
+
 def _controls(L: int, H: int, inspectable: bool) -> dict[str, Any]:
     import ipywidgets as widgets
 
@@ -100,8 +110,8 @@ def _controls(L: int, H: int, inspectable: bool) -> dict[str, Any]:
 def _grid(ex: Any, L: int, H: int, size: int = 96) -> tuple[Any, dict, dict, list]:
     """Thumbnails of every head; a click on one opens it."""
     import ipywidgets as widgets
-    from ipyevents import Event
 
+    Event = _event_class()
     thumbs, boxes, events, cells = {}, {}, [], []
     for l in range(L):
         for h in range(H):
@@ -123,8 +133,8 @@ def _grid(ex: Any, L: int, H: int, size: int = 96) -> tuple[Any, dict, dict, lis
 def _images(ex: Any) -> tuple[dict[str, Any], list[Any]]:
     """One image per view; clicks (at once) and pointer moves (at most every 80 ms) go to ``ex.on_pointer``."""
     import ipywidgets as widgets
-    from ipyevents import Event
 
+    Event = _event_class()
     images, events = {}, []
     for view in IMAGE_VIEWS:
         # natural size, not stretched to the box's width (a stretched PNG looks blurred)

@@ -14,11 +14,11 @@ from typing import Any
 from lmlab.viz.internals import Ablation
 from lmlab.viz.lines import LiveLines, plot_lines
 from lmlab.viz.live import LiveBars, LiveHeatmap
-from lmlab.viz.neuron import plot_generation, plot_neuron
-from lmlab.viz.ui import VIEWS
+from lmlab.viz.neuron import plot_neuron
 from lmlab.viz.plots import (
     LABEL_PT, TITLE_PT, figure_bytes, new_figure, plot_attention, plot_grid, plot_query, plot_rollout, token_label,
 )
+from lmlab.viz.ui import VIEWS
 
 __all__ = ["render", "figure", "static_figure", "readout", "plot_ablation"]
 
