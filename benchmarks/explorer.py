@@ -2,7 +2,7 @@
 
 Builds a GPT of the course notebook's size (4 layers x 4 heads, n_embd 128, random weights), opens an
 ``AttentionExplorer`` on a text of T tokens and changes its controls the way a learner does (head,
-query token, layer). Each change is timed from the control's new value to the new PNG bytes in the
+query token, layer; the lines view's query). Each change is timed from the control's new value to the new PNG bytes in the
 image widget (``explorer.last_update_seconds``); the table shows the median and the slowest of
 ``--repeats`` changes per view, and the time to load a new text (forward pass + first image).
 
@@ -49,6 +49,7 @@ def main() -> None:
             "query": [("query", (7 * i + 3) % T) for i in range(args.repeats)],
             "rollout": [("layer" if i % 2 else "query", (i % 4) if i % 2 else (5 * i + 1) % T)
                         for i in range(args.repeats)],
+            "lines": [("query", (11 * i + 2) % T) for i in range(args.repeats)],
         }
         for view, changes in plans.items():
             explorer.view = view

@@ -2,7 +2,12 @@
 
 Everything draws on ``matplotlib.figure.Figure`` objects made here (never ``pyplot``), so nothing is
 shown by accident, no global figure list grows, and several explorers never share a figure. The same
-functions make the live explorer's images and the static fallback for notebooks rendered to HTML.
+functions make the live explorer's images, its exports and the static pictures of a rendered notebook.
+
+Readable at the default size: token labels 9 pt in a monospace font (so "l", "I" and "1" differ), one
+token every 10 pt, so every token is labelled up to 64 tokens; longer texts label every k-th token
+(the explorer always adds its query's). Single characters stay upright; longer tokens are turned 90
+degrees. Heatmaps carry a colour bar with the weight scale.
 
 Letters: L layers, H heads, T tokens.
 """
@@ -16,11 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["token_label", "plot_attention", "plot_query", "plot_rollout", "figure_bytes", "thumbnail_png",
-           "new_figure", "LiveHeatmap", "LiveBars"]
+__all__ = ["token_label", "plot_attention", "plot_query", "plot_rollout", "plot_grid", "figure_bytes",
+           "thumbnail_png", "new_figure", "heatmap_side", "bars_size", "draw_heatmap", "draw_bars", "label_axis",
+           "CMAP", "LABEL_PT", "TITLE_PT", "MAX_LABELS", "PITCH_IN", "TOKEN_FONT", "tick_positions", "heatmap_size"]
 
 CMAP = "viridis"
-MAX_LABELS = 48  # more tokens than this: label every k-th token only
+LABEL_PT = 9  # tick labels (points); 9 pt at 100 dpi is 12.5 px on the screen
+TITLE_PT = 11
+TOKEN_FONT = "DejaVu Sans Mono"  # ships with matplotlib; tells "l" from "I" and "1"
+MAX_LABELS = 64  # more tokens than this: label every k-th token only
+PITCH_IN = 10 / 72  # inches per labelled token: 10 pt
 _SHOWN = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "\u2423"}  # "\u2423" is the open box for a space
 
 
@@ -46,7 +56,7 @@ def token_label(token: str, max_len: int = 10) -> str:
     return s if len(s) <= max_len else s[: max_len - 1] + "\u2026"
 
 
-def new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float, dpi: int = 100) -> Any:
     """A matplotlib Figure on the Agg canvas, independent of pyplot (nothing displays it by itself).
 
     Jupyter shows a Figure as an image only once pyplot set up its inline display; this one carries its
@@ -55,13 +65,13 @@ def new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
-    fig._repr_png_ = lambda: figure_bytes(fig, "png", 80)
+    fig._repr_png_ = lambda: figure_bytes(fig, "png", dpi)
     return fig
 
 
-def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 80) -> bytes:
+def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 100) -> bytes:
     """The figure as PNG or SVG bytes (SVG text is drawn as paths: no fonts needed to view it)."""
     if fmt not in ("png", "svg"):
         raise ValueError(f"fmt must be 'png' or 'svg', got {fmt!r}")
@@ -70,21 +80,23 @@ def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def _tick_positions(T: int) -> list[int]:
+def tick_positions(T: int) -> list[int]:
+    """Which tokens get a label: all up to ``MAX_LABELS``, else every k-th. Example: 130 -> 0, 3, 6, ..."""
     step = max(1, math.ceil(T / MAX_LABELS))
     return list(range(0, T, step))
 
 
-def _label_axis(ax: Any, tokens: list[str], axis: str, rotate: bool = False) -> None:
-    T = len(tokens)
-    pos = _tick_positions(T)
-    short = T <= MAX_LABELS
-    labels = [token_label(tokens[i]) if short else f"{i}:{token_label(tokens[i], 6)}" for i in pos]
-    size = 8 if T <= 20 else 6
-    if axis == "x":
-        ax.set_xticks(pos, labels, rotation=90 if rotate else 0, fontsize=size)
-    else:
-        ax.set_yticks(pos, labels, fontsize=size)
+def label_axis(ax: Any, tokens: list[str], axis: str) -> bool:
+    """Token labels on the x or y axis; returns True if the x labels are turned (tokens longer than 2)."""
+    pos = tick_positions(len(tokens))
+    labels = [token_label(tokens[i]) for i in pos]
+    font = {"fontsize": LABEL_PT, "family": TOKEN_FONT}
+    if axis == "y":
+        ax.set_yticks(pos, labels, **font)
+        return False
+    turned = max((len(s) for s in labels), default=0) > 2
+    ax.set_xticks(pos, labels, rotation=90 if turned else 0, **font)
+    return turned
 
 
 def _check_tokens(tokens: list[str], T: int) -> None:
@@ -94,38 +106,41 @@ def _check_tokens(tokens: list[str], T: int) -> None:
         raise ValueError(f"got {len(tokens)} tokens for weights over {T} positions; pass the tokens of the same text")
 
 
-def _heatmap(ax: Any, tokens: list[str], matrix: Tensor, title: str, query: int | None) -> tuple[Any, Any, Any]:
-    """Draw the heatmap; returns its changing artists (image, query outline, title)."""
+def heatmap_side(T: int) -> float:
+    """Inches of a (T, T) heatmap's axes: 10 pt per token (at least 3 in), at most 64 tokens' worth."""
+    return max(3.0, min(T, MAX_LABELS) * PITCH_IN)
+
+
+def heatmap_size(tokens: list[str]) -> tuple[float, float]:
+    """Figure inches for a heatmap with its labels and colour bar."""
+    side = heatmap_side(len(tokens))
+    longest = max((len(token_label(t)) for t in tokens), default=1)
+    label_in = 0.12 * min(longest, 10) + 0.3  # monospace 9 pt: about 0.075 in per character
+    return side + label_in + 1.3, side + (label_in if longest > 2 else 0.25) + 0.9
+
+
+def draw_heatmap(ax: Any, tokens: list[str], matrix: Tensor, title: str, query: int | None,
+                 colorbar: bool = True) -> tuple[Any, Any, Any]:
+    """Draw the heatmap, its labels and colour bar; returns its changing artists (image, query outline, title)."""
     from matplotlib.patches import Rectangle
 
     T = matrix.size(-1)
     im = ax.imshow(matrix.numpy(), cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
-    _label_axis(ax, tokens, "x", rotate=True)
-    _label_axis(ax, tokens, "y")
-    ax.set_xlabel("key (attended to)", fontsize=8)
-    ax.set_ylabel("query (attending)", fontsize=8)
-    title_artist = ax.set_title(title, fontsize=9)
-    rect = ax.add_patch(Rectangle((-0.5, (query or 0) - 0.5), T, 1, fill=False, edgecolor="red", linewidth=1.2,
+    label_axis(ax, tokens, "x")
+    label_axis(ax, tokens, "y")
+    ax.set_xlabel("key: the token attended to (column)", fontsize=LABEL_PT + 1)
+    ax.set_ylabel("query: the token attending (row)", fontsize=LABEL_PT + 1)
+    title_artist = ax.set_title(title, fontsize=TITLE_PT)
+    rect = ax.add_patch(Rectangle((-0.5, (query or 0) - 0.5), T, 1, fill=False, edgecolor="red", linewidth=1.6,
                                   visible=query is not None))
+    if colorbar:
+        bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, shrink=0.8)
+        bar.set_label("attention weight", fontsize=LABEL_PT + 1)
+        bar.ax.tick_params(labelsize=LABEL_PT)
     return im, rect, title_artist
 
 
-def _side(T: int) -> float:
-    return 3.2 if T <= 16 else 4.2 if T <= 48 else 5.0
-
-
-def plot_attention(tokens: list[str], weights: Tensor, layer: int, head: int, ax: Any = None, *,
-                   query: int | None = None) -> Any:
-    """Heatmap of one head: row i = how query token i spreads its attention over the key tokens.
-
-    Draws on ``ax`` if given, else on a new Figure; returns the Figure. ``query`` outlines one row.
-
-    Shape: tokens (T strings), weights (L, H, T, T)
-
-    Example:
-        >>> tokens, w = attention_weights(model, tok, "hello")
-        >>> fig = plot_attention(tokens, w, layer=0, head=1)
-    """
+def _check_weights(weights: Any, tokens: list[str], layer: int, head: int, query: int | None) -> None:
     if not isinstance(weights, Tensor) or weights.dim() != 4:
         raise ValueError(f"weights must be a tensor of shape (L, H, T, T), got "
                          f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}")
@@ -137,11 +152,44 @@ def plot_attention(tokens: list[str], weights: Tensor, layer: int, head: int, ax
         raise ValueError(f"head must be in 0..{H - 1}, got {head}")
     if query is not None and not 0 <= query < T:
         raise ValueError(f"query must be in 0..{T - 1}, got {query}")
+
+
+def plot_attention(tokens: list[str], weights: Tensor, layer: int, head: int, ax: Any = None, *,
+                   query: int | None = None, title: str | None = None) -> Any:
+    """Heatmap of one head: row i = how query token i spreads its attention over the key tokens.
+
+    Draws on ``ax`` if given, else on a new Figure; returns the Figure. ``query`` outlines one row.
+
+    Shape: tokens (T strings), weights (L, H, T, T)
+
+    Example:
+        >>> tokens, w = attention_weights(model, tok, "hello")
+        >>> fig = plot_attention(tokens, w, layer=0, head=1)
+    """
+    _check_weights(weights, tokens, layer, head, query)
     if ax is None:
-        side = _side(T)
-        ax = new_figure(side, side).add_subplot()
-    _heatmap(ax, tokens, weights[layer, head], f"layer {layer}, head {head}", query)
+        ax = new_figure(*heatmap_size(tokens)).add_subplot()
+    draw_heatmap(ax, tokens, weights[layer, head], title or f"layer {layer}, head {head}", query)
     return ax.figure
+
+
+def bars_size(T: int) -> tuple[float, float]:
+    return max(5.0, min(T, MAX_LABELS) * PITCH_IN + 1.5), 3.2
+
+
+def draw_bars(ax: Any, tokens: list[str], row: Tensor, query: int, title: str) -> tuple[Any, Any]:
+    """Draw the bars; returns the BarContainer and the title artist."""
+    T = row.size(0)
+    colors = ["tab:red" if j == query else "tab:blue" for j in range(T)]
+    bars = ax.bar(range(T), row.numpy(), color=colors, width=0.85)
+    ax.set_xlim(-0.6, T - 0.4)
+    ax.set_ylim(0.0, max(1e-6, float(row.max())) * 1.1)
+    label_axis(ax, tokens, "x")
+    ax.tick_params(axis="y", labelsize=LABEL_PT)
+    ax.yaxis.set_major_formatter("{x:.2f}")  # labels of one width, whatever the scale
+    ax.set_ylabel("attention weight", fontsize=LABEL_PT + 1)
+    ax.set_xlabel("key (red: the query itself)", fontsize=LABEL_PT + 1)
+    return bars, ax.set_title(title, fontsize=TITLE_PT)
 
 
 def plot_query(tokens: list[str], row: Tensor, query: int, ax: Any = None, *, title: str | None = None) -> Any:
@@ -158,27 +206,10 @@ def plot_query(tokens: list[str], row: Tensor, query: int, ax: Any = None, *, ti
         raise ValueError(f"got {len(tokens)} tokens for {T} weights")
     tokens = list(tokens[:T])
     if ax is None:
-        ax = new_figure(*_bars_size(T)).add_subplot()
+        ax = new_figure(*bars_size(T)).add_subplot()
     q = token_label(tokens[query]) if 0 <= query < len(tokens) else "?"
-    _bars(ax, tokens, row, query, title or f"query {query} '{q}'")
+    draw_bars(ax, tokens, row, query, title or f"query {query} '{q}'")
     return ax.figure
-
-
-def _bars_size(T: int) -> tuple[float, float]:
-    return max(3.5, min(7.0, 0.22 * T + 1.2)), 2.6
-
-
-def _bars(ax: Any, tokens: list[str], row: Tensor, query: int, title: str) -> tuple[Any, Any]:
-    """Draw the bars; returns the BarContainer and the title artist."""
-    T = row.size(0)
-    colors = ["tab:red" if j == query else "tab:blue" for j in range(T)]
-    bars = ax.bar(range(T), row.numpy(), color=colors, width=0.85)
-    ax.set_xlim(-0.6, T - 0.4)
-    ax.set_ylim(0.0, max(1e-6, float(row.max())) * 1.1)
-    _label_axis(ax, tokens, "x", rotate=True)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_ylabel("attention", fontsize=8)
-    return bars, ax.set_title(title, fontsize=9)
 
 
 def plot_rollout(tokens: list[str], rollout: Tensor, ax: Any = None, *, query: int | None = None,
@@ -191,13 +222,35 @@ def plot_rollout(tokens: list[str], rollout: Tensor, ax: Any = None, *, query: i
         raise ValueError("rollout must be a (T, T) tensor, e.g. attention_rollout(weights)")
     _check_tokens(tokens, rollout.size(0))
     if ax is None:
-        side = _side(rollout.size(0))
-        ax = new_figure(side, side).add_subplot()
-    _heatmap(ax, tokens, rollout, title, query)
+        ax = new_figure(*heatmap_size(tokens)).add_subplot()
+    draw_heatmap(ax, tokens, rollout, title, query)
     return ax.figure
 
 
-def thumbnail_png(matrix: Tensor, size: int = 64) -> bytes:
+def plot_grid(weights: Tensor, selected: tuple[int, int] | None = None) -> Any:
+    """Every layer (rows) and head (columns) as a small heatmap with its name, 1.6 in each.
+
+    Shape: weights (L, H, T, T)
+    """
+    L, H = weights.shape[:2]
+    fig = new_figure(1.6 * H + 1.2, 1.6 * L + 0.5)
+    axes = fig.subplots(L, H, squeeze=False)
+    for l in range(L):
+        for h in range(H):
+            ax = axes[l][h]
+            im = ax.imshow(weights[l, h].numpy(), cmap=CMAP, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            bold = (l, h) == selected
+            ax.set_title(f"layer {l}, head {h}", fontsize=LABEL_PT + 1, fontweight="bold" if bold else "normal",
+                         color="tab:red" if bold else "black")
+    bar = fig.colorbar(im, ax=axes, fraction=0.03, pad=0.02)
+    bar.set_label("attention weight", fontsize=LABEL_PT + 1)
+    bar.ax.tick_params(labelsize=LABEL_PT)
+    return fig
+
+
+def thumbnail_png(matrix: Tensor, size: int = 96) -> bytes:
     """A small PNG of a (T, T) attention matrix, without axes: block-averaged down or repeated up.
 
     Rendered with Pillow directly (no figure), so a grid of many heads is quick to draw.
@@ -220,95 +273,3 @@ def thumbnail_png(matrix: Tensor, size: int = 64) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgba[..., :3]).save(buf, format="PNG")
     return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Live figures for the explorer: draw the static parts once, redraw only what changes (blitting)
-# ---------------------------------------------------------------------------------------------------
-
-
-class _Blitter:
-    """Renders a figure to PNG quickly by redrawing only its ``dynamic`` artists.
-
-    Tick labels are the slow part of a heatmap (each label is laid out and rasterized). They do not
-    change when the layer, head or query changes, so the figure is drawn once without the dynamic
-    artists, that picture is kept, and each update pastes it back and draws the dynamic artists on top
-    (matplotlib's "blitting", as in its animation module).
-    """
-
-    def __init__(self, fig: Any, dynamic: list[Any], dpi: int):
-        self.fig, self.dynamic = fig, dynamic
-        fig.set_dpi(dpi)
-        for artist in dynamic:
-            artist.set_animated(True)  # left out of canvas.draw()
-        fig.canvas.draw()  # layout and every static part, once
-        fig.set_layout_engine("none")  # keep the layout: later draws must not move the axes
-        self.background = fig.canvas.copy_from_bbox(fig.bbox)
-
-    def png(self) -> bytes:
-        from PIL import Image
-
-        canvas = self.fig.canvas
-        canvas.restore_region(self.background)
-        for artist in self.dynamic:
-            self.fig.draw_artist(artist)
-        w, h = canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (w, h), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=3)
-        return buf.getvalue()
-
-
-class LiveHeatmap:
-    """A (T, T) heatmap with token labels whose matrix, query outline and title change quickly.
-
-    Example:
-        >>> live = LiveHeatmap(tokens)
-        >>> png = live.render(weights[0, 1], "layer 0, head 1", query=4)   # PNG bytes
-    """
-
-    def __init__(self, tokens: list[str], dpi: int = 80):
-        T = len(tokens)
-        side = _side(T)
-        ax = new_figure(side, side).add_subplot()
-        zeros = torch.zeros(T, T)
-        self.im, self.rect, self.title = _heatmap(ax, tokens, zeros, "layer 00, head 00", 0)
-        self.T = T
-        self._blit = _Blitter(ax.figure, [self.im, self.rect, self.title], dpi)
-
-    def render(self, matrix: Tensor, title: str, query: int | None = None) -> bytes:
-        """Shape: matrix (T, T) -> PNG bytes"""
-        if tuple(matrix.shape) != (self.T, self.T):
-            raise ValueError(f"matrix must be ({self.T}, {self.T}) like the tokens, got {tuple(matrix.shape)}")
-        self.im.set_data(matrix.numpy())
-        self.rect.set_visible(query is not None)
-        if query is not None:
-            self.rect.set_y(query - 0.5)
-        self.title.set_text(title)
-        return self._blit.png()
-
-
-class LiveBars:
-    """Bars over the T tokens (one query's attention) whose heights, highlight and title change quickly.
-
-    The y axis rescales to the tallest bar, so it is redrawn with the bars.
-    """
-
-    def __init__(self, tokens: list[str], dpi: int = 80):
-        T = len(tokens)
-        ax = new_figure(*_bars_size(T)).add_subplot()
-        self.ax = ax
-        self.bars, self.title = _bars(ax, tokens, torch.zeros(T), -1, "query 00")
-        self.T = T
-        self._blit = _Blitter(ax.figure, [*self.bars.patches, ax.yaxis, self.title], dpi)
-
-    def render(self, row: Tensor, query: int, title: str) -> bytes:
-        """Shape: row (T,) -> PNG bytes"""
-        if tuple(row.shape) != (self.T,):
-            raise ValueError(f"row must have {self.T} weights like the tokens, got {tuple(row.shape)}")
-        for j, (patch, height) in enumerate(zip(self.bars.patches, row.tolist())):
-            patch.set_height(height)
-            patch.set_facecolor("tab:red" if j == query else "tab:blue")
-        self.ax.set_ylim(0.0, max(1e-6, float(row.max())) * 1.1)
-        self.title.set_text(title)
-        return self._blit.png()

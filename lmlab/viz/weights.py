@@ -25,7 +25,7 @@ from torch import Tensor
 
 __all__ = [
     "attention_weights", "attention_rollout", "token_strings", "GenerationTrace", "generation_attention",
-    "is_causal", "context_limit",
+    "is_causal", "context_limit", "encode_text", "generation_room",
 ]
 
 
@@ -72,12 +72,20 @@ def context_limit(model: nn.Module) -> int | None:
     return None
 
 
+def generation_room(model: nn.Module, n_tokens: int, max_tokens: int | None = None) -> int:
+    """How many tokens can still be added to a text of ``n_tokens`` (the context size and ``max_tokens``
+    are the limits); 0 when the text fills the context."""
+    limits = [x for x in (context_limit(model), max_tokens) if x is not None]
+    return max(0, min(limits) - n_tokens) if limits else 10**9
+
+
 # ---------------------------------------------------------------------------------------------------
 # Tokens
 # ---------------------------------------------------------------------------------------------------
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text``: lmlab tokenizers' ``encode``, or a Hugging Face tokenizer with its special tokens."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if _is_hf_tokenizer(tokenizer):
@@ -173,7 +181,7 @@ def attention_weights(model: nn.Module, tokenizer: Any, text: str, *,
         (['h', 'e', 'l', 'l', 'o'], torch.Size([2, 4, 5, 5]))
     """
     _check_model(model)
-    ids = _encode(tokenizer, text)
+    ids = encode_text(tokenizer, text)
     _check_length(len(ids), max_tokens, model)
     return token_strings(tokenizer, ids), _weights_for_ids(model, ids)
 
@@ -262,10 +270,9 @@ def generation_attention(model: nn.Module, tokenizer: Any, prompt: str, max_new_
                          "generate left to right; use a causal model such as lmlab's GPT")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    ids = _encode(tokenizer, prompt)
+    ids = encode_text(tokenizer, prompt)
     _check_length(len(ids), max_tokens, model)
-    room = min(x for x in (context_limit(model), max_tokens, 10**9) if x is not None) - len(ids)
-    n_new = min(max_new_tokens, room)
+    n_new = min(max_new_tokens, generation_room(model, len(ids), max_tokens))
     if n_new < 1:
         raise ValueError(f"the prompt ({len(ids)} tokens) fills the model's context; shorten it to generate")
     device = next(model.parameters()).device
