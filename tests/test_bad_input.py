@@ -150,6 +150,18 @@ def lying_zip(member: bytes, declared: int) -> bytes:
     return bytes(raw)
 
 
+def damaged_zip(damage: str) -> bytes:
+    """A zip of an SMS-like file with its deflated data overwritten, or claiming a zip format from the future."""
+    raw = bytearray(zip_bytes({"SMSSpamCollection": b"ham\tsee you\n" * 500}))
+    if damage == "data":
+        start = 30 + len("SMSSpamCollection")  # the local header, then the compressed data
+        raw[start:start + 20] = b"\xff" * 20  # not a valid deflate block
+    else:
+        central = raw.find(b"PK\x01\x02")
+        raw[central + 6] = 99  # "version needed to extract": 9.9
+    return bytes(raw)
+
+
 def cached_too_large(tmp: Path) -> Path:
     path = tmp / "data" / "tinyshakespeare" / "input.txt"
     path.parent.mkdir(parents=True)
@@ -438,6 +450,10 @@ CASES = [
          DownloadError, "not extracted (a zip bomb or the wrong archive)"),
     Case("zip-member-lies-about-its-size", D, lambda t: fetch_served(t, "sms_spam", lying_zip(bytes(10**6), 100)),
          DownloadError, "not a valid zip archive (Bad CRC-32"),
+    Case("zip-member-data-damaged", D, lambda t: fetch_served(t, "sms_spam", damaged_zip("data")), DownloadError,
+         "not a valid zip archive (cannot read zip member 'SMSSpamCollection' (error: Error -3"),
+    Case("zip-format-from-the-future", D, lambda t: fetch_served(t, "sms_spam", damaged_zip("version")),
+         DownloadError, "(NotImplementedError: zip file version 9.9)"),
     Case("cached-file-far-too-large", D, cached_too_large, DownloadError, "is larger than 1,115,394 bytes"),
     Case("download-deadline-infinite", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[],
          deadline=float("inf")), ValueError, "must be a positive, finite number of seconds"),

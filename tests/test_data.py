@@ -41,7 +41,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     - "endless": the body, then zeros without end (stops at ENDLESS_STOP bytes so a test cannot hang);
     - "drip": no Content-Length, one byte of the body every DRIP_EVERY seconds (for at most DRIP_FOR);
     - "lying-length": announces a Content-Length of a terabyte, then drips;
-    - "drip-headers": the status line, then a header one byte at a time (for at most DRIP_FOR).
+    - "drip-headers": the status line, then a header one byte at a time (for at most DRIP_FOR);
+    - "raw": ``body`` is the whole HTTP response, sent as it is.
 
     Paths under /truncated/ announce the full length but send only half the body, like a dropped connection."""
 
@@ -53,6 +54,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         body, how = files[key]
         self.server.requests.append(self.path)
+        if how == "raw":
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         if how == "drip-headers":
             self.wfile.write(b"HTTP/1.1 200 OK\r\n")
             self._drip(b"X-Slow: " + b"a" * 10_000)
@@ -364,6 +369,21 @@ def test_zip_member_that_expands_past_its_declared_size_is_stopped(sms_bytes):
         read_member(liar, "SMSSpamCollection", max_bytes=len(sms_bytes))
     assert read_member(_zip({"SMSSpamCollection": sms_bytes}), "SMSSpamCollection", max_bytes=len(sms_bytes)) \
         == sms_bytes
+
+
+@pytest.mark.parametrize("damage, says", [("data", "zlib|error: Error -3 while decompressing"),
+                                          ("version", "NotImplementedError: zip file version 9.9")])
+def test_damaged_zip_is_a_download_error(server, tmp_path, damage, says):
+    raw = bytearray(_zip({"SMSSpamCollection": b"ham\tsee you\n" * 500}))
+    if damage == "data":
+        start = 30 + len("SMSSpamCollection")
+        raw[start:start + 20] = b"\xff" * 20  # not a valid deflate block
+    else:
+        raw[raw.find(b"PK\x01\x02") + 6] = 99  # needs zip version 9.9 to extract
+    url = server.add("/sms.zip", bytes(raw))
+    with pytest.raises(DownloadError, match=f"not a valid zip archive.*({says})"):
+        fetch("sms_spam", data_dir=tmp_path, urls=[url])
+    assert _leftovers(tmp_path) == []
 
 
 def test_stale_part_files_are_removed_and_live_ones_kept(server, shakespeare, tmp_path):

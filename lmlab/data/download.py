@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFAULT_DEADLINE", "ZIP_MARGIN", "STALE_AFTER", "download", "read_member",
@@ -184,27 +185,29 @@ def read_member(archive: bytes, member: str, *, max_bytes: int) -> bytes:
     The member is found by its exact name or else as the only member with that base name. Refused with
     ``ValueError``: names that are absolute or contain ``..``, a member that declares more than
     ``max_bytes`` uncompressed (a zip bomb: nothing is decompressed), and one that yields more than
-    it declared. ``zipfile.BadZipFile`` when the archive is damaged (including a wrong CRC).
+    it declared. ``zipfile.BadZipFile`` for a damaged archive (wrong CRC, bad compressed data, unknown
+    format version or compression, encryption).
 
-    Example: read_member(zip_bytes, "SMSSpamCollection", max_bytes=477_907) -> b"ham\\tGo until jurong..."
+    Example: read_member(zip_bytes, "SMSSpamCollection", max_bytes=477_907) -> b"ham\tGo until jurong..."
     """
     check_member_name(member)
-    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-        info = _find_member(zf, member)
-        check_member_name(info.filename)
-        if info.file_size > max_bytes:
-            raise ValueError(f"zip member {info.filename!r} declares {info.file_size:,} bytes uncompressed, more "
-                             f"than the {max_bytes:,} expected; not extracted (a zip bomb or the wrong archive)")
-        out = io.BytesIO()
-        try:
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+            info = _find_member(zf, member)
+            check_member_name(info.filename)
+            if info.file_size > max_bytes:
+                raise ValueError(f"zip member {info.filename!r} declares {info.file_size:,} bytes uncompressed, "
+                                 f"more than the {max_bytes:,} expected; not extracted (a zip bomb or the wrong "
+                                 "archive)")
+            out = io.BytesIO()
             with zf.open(info) as src:
                 for block in iter(lambda: src.read(BLOCK), b""):
                     if out.tell() + len(block) > max_bytes:  # stop before writing past the cap
                         raise ValueError(f"zip member {info.filename!r} expands past {max_bytes:,} bytes; "
                                          "extraction stopped (the archive is damaged or malicious)")
                     out.write(block)
-        except (NotImplementedError, RuntimeError) as e:  # unknown compression method, encrypted member
-            raise ValueError(f"cannot extract zip member {info.filename!r}: {e}") from e
+    except (NotImplementedError, RuntimeError, EOFError, OverflowError, zlib.error) as e:
+        raise zipfile.BadZipFile(f"cannot read zip member {member!r} ({type(e).__name__}: {e})") from e
     return out.getvalue()
 
 
