@@ -456,7 +456,7 @@ CASES = [
          DownloadError, "(NotImplementedError: zip file version 9.9)"),
     Case("cached-file-far-too-large", D, cached_too_large, DownloadError, "is larger than 1,115,394 bytes"),
     Case("download-deadline-infinite", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[],
-         deadline=float("inf")), ValueError, "must be a positive, finite number of seconds"),
+         deadline=float("inf")), ValueError, "must be a positive number of seconds, at most 86,400"),
     Case("download-timeout-a-string", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[], timeout="30"),
          TypeError, "timeout must be a number of seconds"),
     Case("download-max-bytes-zero", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[], max_bytes=0),

@@ -487,8 +487,10 @@ def test_fetched_bytes_are_the_downloaded_bytes_that_were_hashed(server, shakesp
 
 
 @pytest.mark.parametrize("kw, error, says", [
-    (dict(timeout=0), ValueError, "timeout=0 must be a positive, finite number of seconds"),
+    (dict(timeout=0), ValueError, "timeout=0 must be a positive number of seconds, at most 86,400"),
     (dict(deadline=float("inf")), ValueError, "deadline=inf must be a positive"),
+    (dict(deadline=float("nan")), ValueError, "deadline=nan must be a positive"),
+    (dict(max_bytes=2.5), TypeError, "max_bytes must be an int"),
     (dict(deadline="60"), TypeError, "deadline must be a number of seconds"),
     (dict(max_bytes=-1), ValueError, "max_bytes=-1 must be a positive int"),
 ])

@@ -319,17 +319,18 @@ def test_zip_member_reader_on_damaged_archives(data):
 
 
 @settings(max_examples=300, **FUZZ)
-@given(timeout=st.floats() | st.integers(-3, 3) | st.none() | st.text(max_size=3),
-       deadline=st.floats() | st.integers(-3, 3) | st.booleans(),
+@given(timeout=st.floats() | st.integers(-3, 2**1100) | st.none() | st.text(max_size=3),
+       deadline=st.floats() | st.integers(-3, 2**1100) | st.booleans(),
        max_bytes=st.none() | st.integers(-3, 2**65) | st.floats() | st.booleans())
-def test_download_limits_are_valid_or_a_clear_error(tmp_path, timeout, deadline, max_bytes):
+def test_download_limits_are_valid_or_a_clear_error(http, tmp_path, timeout, deadline, max_bytes):
+    """Valid limits reach a real (refusing) server and give a DownloadError; others say what they must be."""
     try:
-        fetch("tinyshakespeare", data_dir=tmp_path / "none", urls=[], timeout=timeout, deadline=deadline,
-              max_bytes=max_bytes)
+        fetch("tinyshakespeare", data_dir=tmp_path / "none", urls=[http.base + "/missing"], timeout=timeout,
+              deadline=deadline, max_bytes=max_bytes)
     except (TypeError, ValueError) as e:
         assert "must be" in str(e)
     except DownloadError as e:
-        assert "no URLs given" in str(e)
+        assert "404" in str(e)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import math
 import os
 import re
 import socket
@@ -39,18 +38,23 @@ DEFAULT_TIMEOUT = 30.0  # seconds to connect, and for each read
 DEFAULT_DEADLINE = 300.0  # seconds for one whole download from one mirror (Tiny Shakespeare needs >= 4 KB/s)
 ZIP_MARGIN = 10 * 2**20  # bytes a zip may exceed its recorded size by (10 MiB): archives are re-packed
 STALE_AFTER = 60.0  # seconds after which a .part file is a leftover: writing one takes well under a second
+MAX_SECONDS = 86_400  # a day: the longest timeout or deadline accepted
 BLOCK = 1 << 16
 
 
 def check_limits(timeout: float, deadline: float, max_bytes: int | None = None) -> None:
-    """``TypeError``/``ValueError`` unless timeout and deadline are positive finite seconds and max_bytes a
-    positive int (or None)."""
+    """``TypeError``/``ValueError`` unless timeout and deadline are seconds in (0, MAX_SECONDS] and max_bytes
+    a positive int (or None)."""
     for name, value in (("timeout", timeout), ("deadline", deadline)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name}={value!r} must be a positive, finite number of seconds (e.g. {name}=60)")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        if not 0 < value <= MAX_SECONDS:  # also False for NaN
+            raise ValueError(f"{name}={value!r} must be a positive number of seconds, at most {MAX_SECONDS:,} "
+                             f"(e.g. {name}=60)")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)):
+        raise TypeError(f"max_bytes must be an int (bytes) or None for the expected size, got "
+                        f"{type(max_bytes).__name__}")
+    if max_bytes is not None and max_bytes < 1:
         raise ValueError(f"max_bytes={max_bytes!r} must be a positive int (bytes), or None for the expected size")
 
 
