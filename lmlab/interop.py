@@ -12,7 +12,9 @@ weights is renaming state-dict entries, plus two details:
 
 ``to_hf(model)`` and ``from_hf(hf_model)`` choose the conversion from the type they are given.
 ``from_hf`` also takes a folder written by ``save_pretrained`` or a hub name such as ``"gpt2"``
-(downloaded when online; ``HF_HUB_OFFLINE=1`` uses only the local cache).
+(downloaded when online; ``HF_HUB_OFFLINE=1`` uses only the local cache). Such a folder is data only:
+code it ships (``auto_map`` in config.json) is refused, never run, and pickled weights
+(``pytorch_model.bin``) are loaded only with ``from_hf(path, use_safetensors=False)``.
 
 Not supported (a ValueError says which option): GPT-2 variants with ``scale_attn_by_inverse_layer_idx``,
 unscaled attention, cross-attention, another activation than tanh-GELU, an MLP width other than
@@ -40,6 +42,7 @@ from torch import Tensor
 
 from lmlab.models.gpt import GPT, GPTConfig
 from lmlab.models.masked import MaskedLM, MaskedLMConfig
+from lmlab.safe_load import require_safe_torch_load
 
 if TYPE_CHECKING:  # transformers is imported inside the functions that use it
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -218,14 +221,19 @@ def _bert_to_hf(model: MaskedLM, attn_implementation: str | None) -> PreTrainedM
 # transformers -> lmlab
 
 
-def from_hf(hf_model: PreTrainedModel | str | os.PathLike) -> GPT | MaskedLM:
+def from_hf(hf_model: PreTrainedModel | str | os.PathLike, *, use_safetensors: bool = True) -> GPT | MaskedLM:
     """The lmlab twin of a transformers model, with a copy of its weights.
 
     Args:
         hf_model: a ``GPT2LMHeadModel`` (-> ``GPT``) or ``BertForMaskedLM`` (-> ``MaskedLM``), or a
             folder written by ``save_pretrained`` or a hub name (``"gpt2"``, ``"bert-base-uncased"``),
             loaded with ``from_pretrained``.
+        use_safetensors: a folder or hub name must hold ``model.safetensors`` (data only). Pass False to also
+            accept a pickled ``pytorch_model.bin`` from a source you trust (loaded with ``weights_only=True``,
+            refused before torch 2.6: CVE-2025-32434).
 
+    Code shipped with a checkpoint is never run: a config.json with an ``auto_map`` (custom Python files)
+    is refused with a ValueError, without asking (``trust_remote_code=False``).
     The result is on the model's device, in the same train/eval mode, in float32. A MaskedLM's
     ``config.mask_token_id`` is left None: set it from the tokenizer (``tok.mask_token_id``).
 
@@ -236,8 +244,10 @@ def from_hf(hf_model: PreTrainedModel | str | os.PathLike) -> GPT | MaskedLM:
         >>> gpt.config.n_layer, gpt.config.vocab_size
         (12, 50257)
     """
+    if not isinstance(use_safetensors, bool):
+        raise TypeError(f"use_safetensors must be True or False, got {use_safetensors!r}")
     if isinstance(hf_model, (str, os.PathLike)):
-        hf_model = _load_pretrained(os.fspath(hf_model))
+        hf_model = _load_pretrained(os.fspath(hf_model), use_safetensors)
     from transformers import BertForMaskedLM, GPT2LMHeadModel
 
     if isinstance(hf_model, GPT2LMHeadModel):
@@ -250,16 +260,98 @@ def from_hf(hf_model: PreTrainedModel | str | os.PathLike) -> GPT | MaskedLM:
     return model.to(_device(hf_model)).train(hf_model.training)
 
 
-def _load_pretrained(name: str) -> PreTrainedModel:
-    """from_pretrained with the class that matches the checkpoint's model_type."""
-    from transformers import AutoConfig, BertForMaskedLM, GPT2LMHeadModel
+# Weight files of a save_pretrained folder: safetensors hold only tensors; .bin files are pickles.
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
-    config = AutoConfig.from_pretrained(name)
+
+def _looks_like_a_path(name: str) -> bool:
+    """True for a folder path, False for a hub name such as ``"gpt2"`` or ``"openai-community/gpt2"``."""
+    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name) or os.path.exists(name))
+
+
+def _read_config(name: str) -> dict[str, Any]:
+    """The raw config.json of a folder or hub name, read as data (nothing in it is imported or run)."""
+    import json
+
+    from transformers import PretrainedConfig
+
+    if not _looks_like_a_path(name):
+        return PretrainedConfig.get_config_dict(name)[0]  # hub name: downloaded or from the hub cache
+    if not os.path.isdir(name):
+        raise FileNotFoundError(f"no such folder {name!r}; pass a folder written by save_pretrained or a hub name "
+                                "such as 'gpt2'")
+    path = os.path.join(name, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the folder {name!r} has no config.json; pass a folder written by save_pretrained")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a valid JSON config ({e}); save the model again with save_pretrained") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a {type(config).__name__}, not a config; save the model again")
+    return config
+
+
+def _refuse_remote_code(name: str, config: dict[str, Any]) -> None:
+    """A config whose ``auto_map`` names Python files asks transformers to import them: refuse, never ask."""
+    auto_map = config.get("auto_map")
+    if not auto_map:
+        return
+    refs = [r for v in (auto_map.values() if isinstance(auto_map, dict) else [auto_map])
+            for r in (v if isinstance(v, list) else [v]) if isinstance(r, str)]
+    files = sorted({r.split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs}) or ["?"]
+    raise ValueError(
+        f"{name!r} ships its own Python code (config.json auto_map -> {', '.join(files)}); lmlab never runs code "
+        "from a model folder (trust_remote_code=False). Use a standard GPT-2 or BERT checkpoint; if you have read "
+        "and trust that code, load the model yourself with transformers."
+    )
+
+
+def _check_weight_files(name: str, use_safetensors: bool) -> None:
+    """A local folder must hold safetensors weights, or pickled ones when the caller allows them."""
+    if any(os.path.isfile(os.path.join(name, f)) for f in _SAFE_WEIGHTS):
+        return
+    pickled = [f for f in _PICKLED_WEIGHTS if os.path.isfile(os.path.join(name, f))]
+    if not pickled:
+        raise FileNotFoundError(f"the folder {name!r} has no weights (model.safetensors); save the model there "
+                                "with save_pretrained")
+    if use_safetensors:
+        raise ValueError(
+            f"the folder {name!r} holds only pickled weights ({pickled[0]}); a pickle can run code when loaded, so "
+            "lmlab loads safetensors only. If you trust where the folder came from, pass "
+            "from_hf(path, use_safetensors=False) (loaded with weights_only=True, torch 2.6 or later), then "
+            "save_pretrained it again to get model.safetensors."
+        )
+    require_safe_torch_load(os.path.join(name, pickled[0]))
+
+
+def _load_pretrained(name: str, use_safetensors: bool) -> PreTrainedModel:
+    """from_pretrained with the class that matches the checkpoint's model_type; never runs the folder's code."""
+    from transformers import BertForMaskedLM, GPT2LMHeadModel
+
+    config = _read_config(name)
+    _refuse_remote_code(name, config)
     classes = {"gpt2": GPT2LMHeadModel, "bert": BertForMaskedLM}
-    if config.model_type not in classes:
-        raise ValueError(f"{name!r} is a {config.model_type!r} model; from_hf supports "
+    model_type = config.get("model_type")
+    if model_type not in classes:
+        raise ValueError(f"{name!r} is a {model_type!r} model; from_hf supports "
                          f"{sorted(classes)} (GPT-2 and BERT checkpoints)")
-    return classes[config.model_type].from_pretrained(name)
+    if os.path.isdir(name):
+        _check_weight_files(name, use_safetensors)
+    elif not use_safetensors:
+        require_safe_torch_load(f"{name}/pytorch_model.bin")
+    try:  # use_safetensors=None: safetensors when there, else the pickle (the caller allowed it)
+        return classes[model_type].from_pretrained(name, trust_remote_code=False,
+                                                   use_safetensors=True if use_safetensors else None)
+    except OSError as e:
+        if use_safetensors and "safetensors" in str(e):
+            raise ValueError(f"{name!r} has no safetensors weights (model.safetensors), only pickled ones; lmlab loads "
+                             "safetensors only. If you trust its source, pass from_hf(name, use_safetensors=False) "
+                             "(torch 2.6 or later).") from e
+        raise
 
 
 def _raise_if_unsupported(kind: str, problems: list[str]) -> None:

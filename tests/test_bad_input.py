@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import struct
 import sys
 import traceback
 import zipfile
@@ -31,8 +32,9 @@ import lmlab
 from lmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lmlab.data import DownloadError, fetch
 from lmlab.data.batching import ArrayBatches, LMBatches
-from lmlab.data.corpora import extract_member
+from lmlab.data.download import read_member
 from lmlab.exercises import nb01
+from lmlab.interop import from_hf
 from lmlab.exercises.core import CheckResult
 from lmlab.generate import (
     apply_temperature,
@@ -50,6 +52,7 @@ from lmlab.models import (
     LSTMConfig,
     SequenceClassifier,
 )
+from lmlab.safe_load import safe_torch_load
 from lmlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from lmlab.train import TrainConfig, train
 
@@ -118,22 +121,88 @@ def bpe_file(tmp: Path, **changes: Any) -> Path:
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, body in members.items():
             zf.writestr(name, body)
     return buf.getvalue()
 
 
-def fetch_served(tmp: Path, name: str, body: bytes, path: str = "/file", truncated: bool = False) -> Path:
-    """fetch() corpus ``name`` from a real HTTP server on 127.0.0.1 that serves ``body``."""
+def fetch_served(tmp: Path, name: str, body: bytes, path: str = "/file", truncated: bool = False,
+                 how: str = "ok", **limits: Any) -> Path:
+    """fetch() corpus ``name`` from a real HTTP server on 127.0.0.1 that serves ``body`` (misbehaving as
+    ``how`` says, see tests/test_data.py), with the download limits given."""
     server = LocalServer()
     try:
-        url = server.add(path, body)
+        url = server.add(path, body, how)
         if truncated:
             url = server.base + "/truncated" + path
-        return fetch(name, data_dir=tmp / "data", urls=[url])
+        return fetch(name, data_dir=tmp / "data", urls=[url], **limits)
     finally:
         server.stop()
+
+
+def lying_zip(member: bytes, declared: int) -> bytes:
+    """A zip whose only member says it is ``declared`` bytes long."""
+    raw = bytearray(zip_bytes({"SMSSpamCollection": member}))
+    raw[22:26] = struct.pack("<I", declared)
+    central = raw.find(b"PK\x01\x02")
+    raw[central + 24:central + 28] = struct.pack("<I", declared)
+    return bytes(raw)
+
+
+def damaged_zip(damage: str) -> bytes:
+    """A zip of an SMS-like file with its deflated data overwritten, or claiming a zip format from the future."""
+    raw = bytearray(zip_bytes({"SMSSpamCollection": b"ham\tsee you\n" * 500}))
+    if damage == "data":
+        start = 30 + len("SMSSpamCollection")  # the local header, then the compressed data
+        raw[start:start + 20] = b"\xff" * 20  # not a valid deflate block
+    else:
+        central = raw.find(b"PK\x01\x02")
+        raw[central + 6] = 99  # "version needed to extract": 9.9
+    return bytes(raw)
+
+
+def cached_too_large(tmp: Path) -> Path:
+    path = tmp / "data" / "tinyshakespeare" / "input.txt"
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as f:
+        f.truncate(2 * 2**30)  # a sparse 2 GiB file: never read whole
+    return fetch("tinyshakespeare", data_dir=tmp / "data", urls=[])
+
+
+def hf_folder(tmp: Path, config: dict | None = None, weights: str = "safetensors") -> Path:
+    """A save_pretrained folder of a tiny GPT-2, with config.json fields changed and the weights kept
+    as safetensors, turned into a pickled pytorch_model.bin, or removed."""
+    from lmlab.interop import to_hf
+
+    folder = tmp / "hf"
+    hf = to_hf(new_gpt())
+    hf.save_pretrained(folder)
+    if weights != "safetensors":
+        (folder / "model.safetensors").unlink()
+    if weights == "pickle":
+        torch.save(hf.state_dict(), folder / "pytorch_model.bin")
+    if config:
+        data = json.loads((folder / "config.json").read_text())
+        data.update(config)
+        (folder / "config.json").write_text(json.dumps(data))
+    return folder
+
+
+def with_code(tmp: Path) -> Path:
+    folder = hf_folder(tmp, {"model_type": "gpt2-custom", "auto_map": {"AutoModelForCausalLM": "evil.Model"}})
+    (folder / "evil.py").write_text(f"open({str(tmp / 'ran')!r}, 'w').write('ran')")
+    return folder
+
+
+def on_torch(version: str, call: Callable[[], Any]) -> Any:
+    """``call()`` while torch says it is ``version`` (to check what lmlab does on an older torch)."""
+    real = torch.__version__
+    torch.__version__ = version  # type: ignore[assignment]
+    try:
+        return call()
+    finally:
+        torch.__version__ = real  # type: ignore[assignment]
 
 
 def cached_with_wrong_hash(tmp: Path) -> Path:
@@ -143,9 +212,8 @@ def cached_with_wrong_hash(tmp: Path) -> Path:
     return fetch("tinyshakespeare", data_dir=tmp / "data", urls=[])
 
 
-def evil_zip_member(tmp: Path) -> Path:
-    (tmp / "evil.zip").write_bytes(zip_bytes({"../../outside.txt": b"x"}))
-    return extract_member(tmp / "evil.zip", "../../outside.txt", tmp / "out")
+def evil_zip_member(tmp: Path) -> bytes:
+    return read_member(zip_bytes({"../../outside.txt": b"x"}), "../../outside.txt", max_bytes=10)
 
 
 def under_a_file(tmp: Path) -> Path:
@@ -169,6 +237,11 @@ class Batches:
 
 def checkpoint_of(tmp: Path, model: torch.nn.Module) -> Path:
     return save_checkpoint(tmp / "run", model, step=1)
+
+
+def optimizer_file(tmp: Path) -> Path:
+    model = TinyLM()
+    return save_checkpoint(tmp / "run", model, torch.optim.AdamW(model.parameters()), step=1) / "optimizer.pt"
 
 
 # exercise answers a learner might pass
@@ -301,6 +374,18 @@ CASES = [
          ValueError, "check the tokenizer matches"),
     Case("classifier-labels-batch-mismatch", M, lambda t: SequenceClassifier(gpt(), n_classes=2)(
         ids(1, 4), torch.zeros(3, dtype=torch.long)), ValueError, "labels must be class ids of shape (1,)"),
+    Case("hf-folder-with-code", M, lambda t: from_hf(with_code(t)), ValueError,
+         "lmlab never runs code from a model folder (trust_remote_code=False)"),
+    Case("hf-folder-pickled-weights", M, lambda t: from_hf(hf_folder(t, weights="pickle")), ValueError,
+         "pass from_hf(path, use_safetensors=False)"),
+    Case("hf-pickled-weights-on-old-torch", M, lambda t: on_torch("2.5.1", lambda: from_hf(
+        hf_folder(t, weights="pickle"), use_safetensors=False)), ValueError, "Install torch 2.6 or later"),
+    Case("hf-folder-without-weights", M, lambda t: from_hf(hf_folder(t, weights="none")), FileNotFoundError,
+         "has no weights (model.safetensors)"),
+    Case("hf-folder-without-config", M, lambda t: from_hf(t), FileNotFoundError, "has no config.json"),
+    Case("hf-folder-missing", M, lambda t: from_hf(t / "nope"), FileNotFoundError, "no such folder"),
+    Case("hf-use-safetensors-not-bool", M, lambda t: from_hf(t, use_safetensors="no"), TypeError,
+         "use_safetensors must be True or False"),
     Case("classifier-mask-shape", M, lambda t: SequenceClassifier(gpt(), n_classes=2)(
         ids(1, 4), attention_mask=torch.ones(2, 2)), ValueError, "(1 = real token, 0 = padding)"),
     # generation: empty prompts, impossible sampling settings, dtypes, devices, shapes
@@ -353,6 +438,29 @@ CASES = [
         t, "sms_spam", zip_bytes({"../SMSSpamCollection": b"ham\thi\n"})), DownloadError, "escapes the target folder"),
     Case("zip-download-not-a-zip", D, lambda t: fetch_served(t, "sms_spam", b"<html>maintenance</html>"),
          DownloadError, "not a valid zip archive"),
+    Case("download-endless-stream", D, lambda t: fetch_served(t, "tinyshakespeare", b"x", how="endless"),
+         DownloadError, "more than the 1,115,394 expected (the mirror sends a wrong file, or never stops)"),
+    Case("download-content-length-too-large", D, lambda t: fetch_served(t, "tinyshakespeare", b"x",
+         how="lying-length"), DownloadError, "announces 1,000,000,000,000 bytes, more than the 1,115,394 expected"),
+    Case("download-slow-drip", D, lambda t: fetch_served(t, "tinyshakespeare", b"x" * 1000, how="drip",
+         deadline=0.5), DownloadError, "pass a larger deadline= to wait longer"),
+    Case("download-headers-drip", D, lambda t: fetch_served(t, "tinyshakespeare", b"", how="drip-headers",
+         deadline=0.5), DownloadError, "gave up after the 0.5 s deadline"),
+    Case("zip-bomb", D, lambda t: fetch_served(t, "sms_spam", zip_bytes({"SMSSpamCollection": bytes(50 * 2**20)})),
+         DownloadError, "not extracted (a zip bomb or the wrong archive)"),
+    Case("zip-member-lies-about-its-size", D, lambda t: fetch_served(t, "sms_spam", lying_zip(bytes(10**6), 100)),
+         DownloadError, "not a valid zip archive (Bad CRC-32"),
+    Case("zip-member-data-damaged", D, lambda t: fetch_served(t, "sms_spam", damaged_zip("data")), DownloadError,
+         "not a valid zip archive (cannot read zip member 'SMSSpamCollection' (error: Error -3"),
+    Case("zip-format-from-the-future", D, lambda t: fetch_served(t, "sms_spam", damaged_zip("version")),
+         DownloadError, "(NotImplementedError: zip file version 9.9)"),
+    Case("cached-file-far-too-large", D, cached_too_large, DownloadError, "is larger than 1,115,394 bytes"),
+    Case("download-deadline-infinite", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[],
+         deadline=float("inf")), ValueError, "must be a positive number of seconds, at most 86,400"),
+    Case("download-timeout-a-string", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[], timeout="30"),
+         TypeError, "timeout must be a number of seconds"),
+    Case("download-max-bytes-zero", D, lambda t: fetch("tinyshakespeare", data_dir=t, urls=[], max_bytes=0),
+         ValueError, "max_bytes=0 must be a positive int"),
     Case("unknown-corpus", D, lambda t: fetch("shakespeare", data_dir=t), ValueError,
          "known corpora: sms_spam, tinyshakespeare"),
     Case("batches-data-too-short", D, lambda t: LMBatches(torch.arange(5), 8, 2), ValueError,
@@ -379,6 +487,8 @@ CASES = [
     Case("checkpoint-other-model-config", TR, lambda t: load_checkpoint(checkpoint_of(t, TinyLM(n_embd=16)),
          TinyLM(n_embd=8)), CheckpointError, "build the model with the checkpoint's config"),
     Case("checkpoint-none-there", TR, lambda t: load_checkpoint(t), CheckpointError, "expected a folder step-XXXXXX"),
+    Case("torch-load-on-old-torch", TR, lambda t: on_torch("2.5.1", lambda: safe_torch_load(optimizer_file(t))),
+         ValueError, "(CVE-2025-32434). Install torch 2.6 or later"),
     Case("checkpoint-state-not-json", TR, lambda t: save_checkpoint(t, TinyLM(), step=1, state={"f": print}), TypeError,
          "must be JSON data"),
     # exercises: whatever a learner passes gets feedback, never an exception

@@ -1,6 +1,7 @@
-"""Fuzzing with hypothesis: tokenizers, tokenizer files, checkpoint state files and run records.
+"""Fuzzing with hypothesis: tokenizers, tokenizer files, checkpoint state files, run records, downloads,
+zip archives and Hugging Face model folders.
 
-Thousands of generated inputs per run (the ``max_examples`` below add up to 9,500), derandomized and
+Thousands of generated inputs per run (the ``max_examples`` below add up to 10,450), derandomized and
 without an example database so that CI sees the same inputs every time. The only errors allowed are
 the documented ones:
 
@@ -8,15 +9,24 @@ the documented ones:
 - ``decode``: ``ValueError`` for ids out of range, ``TypeError`` for things that are not int ids;
 - ``load_tokenizer``: ``FileNotFoundError`` or ``ValueError``;
 - ``load_checkpoint`` / ``read_state``: ``CheckpointError``;
-- ``RunRecord.load``: ``ValueError``.
+- ``RunRecord.load``: ``ValueError``;
+- ``read_corpus``/``fetch`` from a server sending any response: the exact corpus or ``DownloadError``, and any
+  ``timeout``/``deadline``/``max_bytes``: ``TypeError``/``ValueError`` saying what they must be;
+- ``read_member`` on damaged zips: ``ValueError`` or ``zipfile.BadZipFile``, never more than ``max_bytes``;
+- ``from_hf`` on a folder whose config.json has any ``auto_map``: ``ValueError``; its code is never run.
 
 Byte-level BPE must give back exactly the text it encoded, for any Unicode text.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import struct
+import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +34,7 @@ import torch
 from ddp_worker import TinyLM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_data import LocalServer
 
 from lmlab.checkpoint import (
     CheckpointError,
@@ -31,6 +42,8 @@ from lmlab.checkpoint import (
     read_state,
     save_checkpoint,
 )
+from lmlab.data import DownloadError, fetch, read_corpus
+from lmlab.data.download import read_member
 from lmlab.repro import RunRecord
 from lmlab.tokenizers import UNK, BPETokenizer, CharTokenizer, load_tokenizer
 
@@ -227,3 +240,133 @@ def test_run_record_loader_on_garbage(files, raw):
         except ValueError:
             return
     assert isinstance(record, RunRecord) and isinstance(record.config, dict)
+
+
+# ---------------------------------------------------------------------------------------------------- downloads, zips, model folders
+
+LATIN1_LINE = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=14)  # a header value
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def http():
+    server = LocalServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_files() -> dict[str, bytes]:
+    root = Path(os.environ.get("LMLAB_DATA_DIR", ""))
+    if not (root / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip("corpus files not found; set LMLAB_DATA_DIR")
+    return {"tinyshakespeare": (root / "tinyshakespeare" / "input.txt").read_bytes()}
+
+
+@settings(max_examples=150, **FUZZ)
+@given(length=st.none() | st.integers(-5, 2**70).map(str) | LATIN1_LINE,
+       body=st.sampled_from(["exact", "short", "long", "other"]), junk=st.binary(max_size=64))
+def test_any_http_response_gives_the_corpus_or_a_download_error(http, shared_files, tmp_path_factory, length, body,
+                                                               junk):
+    corpus = shared_files["tinyshakespeare"]
+    payload = {"exact": corpus, "short": corpus[: len(junk)], "long": corpus + junk, "other": junk}[body]
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+    if length is not None:
+        head += b"Content-Length: " + length.encode("latin-1") + b"\r\n"
+    url = http.add(f"/{len(http.httpd.files)}", head + b"\r\n" + payload, how="raw")
+    folder = tmp_path_factory.mktemp("dl")
+    try:
+        got = read_corpus("tinyshakespeare", data_dir=folder, urls=[url], timeout=2, deadline=5)
+    except DownloadError:
+        assert not (folder / "tinyshakespeare" / "input.txt").exists()
+    else:
+        assert got == corpus and (folder / "tinyshakespeare" / "input.txt").read_bytes() == corpus
+    assert not list(folder.rglob("*.part"))
+
+
+@settings(max_examples=300, **FUZZ)
+@given(data=st.data())
+def test_zip_member_reader_on_damaged_archives(data):
+    member = ("ham\tok then\nspam\tWIN a prize now\n" * 60).encode()
+    archive = bytearray(zip_bytes({"SMSSpamCollection": member, "readme": b"about the collection"}))
+    for _ in range(data.draw(st.integers(1, 4), label="damages")):
+        if not archive:
+            break
+        kind = data.draw(st.sampled_from(["flip", "size", "cut"]), label="kind")
+        if kind == "flip":
+            i = data.draw(st.integers(0, len(archive) - 1), label="at")
+            archive[i] ^= data.draw(st.integers(1, 255), label="bits")
+        elif kind == "size":  # rewrite a declared (un)compressed size in the central directory
+            at = archive.find(b"PK\x01\x02")
+            if at >= 0:
+                off = at + data.draw(st.sampled_from([20, 24]), label="field")
+                archive[off:off + 4] = struct.pack("<I", data.draw(st.integers(0, 2**32 - 1), label="size"))
+        else:
+            del archive[data.draw(st.integers(0, len(archive)), label="cut"):]
+    cap = data.draw(st.sampled_from([len(member), len(member) // 2, 10]), label="cap")
+    try:
+        out = read_member(bytes(archive), "SMSSpamCollection", max_bytes=cap)
+    except (ValueError, zipfile.BadZipFile):
+        return
+    assert len(out) <= cap
+
+
+@settings(max_examples=300, **FUZZ)
+@given(timeout=st.floats() | st.integers(-3, 2**1100) | st.none() | st.text(max_size=3),
+       deadline=st.floats() | st.integers(-3, 2**1100) | st.booleans(),
+       max_bytes=st.none() | st.integers(-3, 2**65) | st.floats() | st.booleans())
+def test_download_limits_are_valid_or_a_clear_error(http, tmp_path, timeout, deadline, max_bytes):
+    """Valid limits reach a real (refusing) server and give a DownloadError; others say what they must be."""
+    try:
+        fetch("tinyshakespeare", data_dir=tmp_path / "none", urls=[http.base + "/missing"], timeout=timeout,
+              deadline=deadline, max_bytes=max_bytes)
+    except (TypeError, ValueError) as e:
+        assert "must be" in str(e)
+    except DownloadError as e:
+        assert "404" in str(e)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """A save_pretrained folder of a tiny GPT-2 with a code.py beside it that writes a marker when run."""
+    from lmlab.interop import to_hf
+    from lmlab.models import GPT, GPTConfig
+
+    folder = tmp_path_factory.mktemp("hf")
+    to_hf(GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))).save_pretrained(folder)
+    (folder / "code.py").write_text(f"open({str(folder / 'ran')!r}, 'w').write('the folder code ran')\n")
+    return folder
+
+
+AUTO_MAP_VALUE = st.sampled_from(["code.Model", "code.Config", "other--code.Model", "code"]) | JSON
+AUTO_MAP = (st.dictionaries(st.sampled_from(["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer"])
+                            | st.text(max_size=8), AUTO_MAP_VALUE, min_size=1, max_size=4)
+            | st.lists(AUTO_MAP_VALUE, min_size=1, max_size=3) | st.text(min_size=1, max_size=10))
+
+
+@settings(max_examples=200, **FUZZ)
+@given(auto_map=AUTO_MAP, model_type=st.sampled_from(["gpt2", "bert", "llama", "code"]) | st.text(max_size=8))
+def test_a_model_folder_with_any_auto_map_is_refused_and_never_run(model_folder, auto_map, model_type):
+    from lmlab.interop import from_hf
+
+    config_file = model_folder / "config.json"
+    good = config_file.read_text()
+    config = json.loads(good)
+    config.update(auto_map=auto_map, model_type=model_type)
+    stdin, sys.stdin = sys.stdin, io.StringIO("y\n")
+    try:
+        config_file.write_text(json.dumps(config))
+        with pytest.raises(ValueError, match="never runs code from a model folder"):
+            from_hf(model_folder)
+        assert sys.stdin.tell() == 0
+    finally:
+        sys.stdin = stdin
+        config_file.write_text(good)
+    assert not (model_folder / "ran").exists()

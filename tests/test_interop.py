@@ -236,3 +236,93 @@ def test_wrong_types_raise(tmp_path):
         to_hf(tiny_gpt(), eos_id=V)
     with pytest.raises(ValueError, match="the tokenizer has"):
         to_hf(tiny_gpt(vocab_size=3), CharTokenizer.from_text("abcdef"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# folders from strangers: code and pickles are refused
+
+
+CUSTOM_CODE = '''\
+import pathlib
+pathlib.Path({marker!r}).write_text("the folder's code ran")
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+class CustomConfig(GPT2Config):
+    model_type = "{model_type}"
+
+
+class CustomModel(GPT2LMHeadModel):
+    config_class = CustomConfig
+'''
+
+
+def folder_with_code(tmp_path, model_type: str):
+    """A save_pretrained folder whose config.json points (auto_map) at custom.py beside it; importing
+    custom.py writes a marker file."""
+    import json
+
+    folder = tmp_path / "stranger"
+    to_hf(tiny_gpt()).save_pretrained(folder)
+    marker = tmp_path / "marker.txt"
+    (folder / "custom.py").write_text(CUSTOM_CODE.format(marker=str(marker), model_type=model_type))
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = model_type
+    config["auto_map"] = {"AutoConfig": "custom.CustomConfig", "AutoModelForCausalLM": "custom.CustomModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, marker
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "gpt2-custom"])
+def test_folder_with_its_own_code_is_refused_without_a_prompt(tmp_path, monkeypatch, model_type):
+    import io
+    import sys
+
+    folder, marker = folder_with_code(tmp_path, model_type)
+    stdin = io.StringIO("y\n")  # what a careless learner answers to "run the custom code? [y/N]"
+    monkeypatch.setattr(sys, "stdin", stdin)
+    monkeypatch.syspath_prepend(str(folder))  # even where custom.py is importable
+    with pytest.raises(ValueError, match=r"auto_map -> custom\.py.*never runs code from a model folder") as info:
+        from_hf(folder)
+    assert not marker.exists(), "the folder's code ran"
+    assert stdin.tell() == 0, "something read the prompt's answer from stdin"
+
+
+def pickled_folder(tmp_path):
+    """A folder with config.json and only pickled weights (pytorch_model.bin), as older uploads have."""
+    model = tiny_gpt(7)
+    folder = tmp_path / "pickled"
+    hf = to_hf(model)
+    hf.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(hf.state_dict(), folder / "pytorch_model.bin")
+    return folder, model
+
+
+def test_pickled_weights_are_refused_unless_asked_for(tmp_path):
+    folder, model = pickled_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"use_safetensors=False") as info:
+        from_hf(folder)
+    assert "pytorch_model.bin" in str(info.value) and "pickle" in str(info.value)
+    back = from_hf(folder, use_safetensors=False)  # the caller opts in: it loads, with weights_only=True
+    x = ids(2, 9)
+    with torch.no_grad():
+        assert (back(x)[0] - model(x)[0]).abs().max() < TOL
+
+
+def test_pickled_weights_are_refused_on_torch_before_2_6(tmp_path, monkeypatch):
+    folder, _ = pickled_folder(tmp_path)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(ValueError, match=r"CVE-2025-32434.*torch 2\.6 or later"):
+        from_hf(folder, use_safetensors=False)
+
+
+def test_folder_without_weights_or_config_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        from_hf(tmp_path / "empty")
+    to_hf(tiny_gpt()).config.save_pretrained(tmp_path / "config-only")
+    with pytest.raises(FileNotFoundError, match="has no weights.*model.safetensors"):
+        from_hf(tmp_path / "config-only")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        from_hf(tmp_path / "nope")

@@ -4,9 +4,11 @@ Files live in ``<data_dir>/<corpus>/<filename>``, for example ``<data_dir>/tinys
 ``data_dir()`` is the ``LMLAB_DATA_DIR`` environment variable when it is set, else a per-user cache folder.
 
 ``fetch(name)`` returns the cached file when its SHA-256 matches the registry, without touching the
-network. Otherwise it tries each mirror in order: it downloads into a temporary file in the same folder,
-checks the size and SHA-256 (for a zip: of the one member it needs, extracted), and only then moves the
-file into place with ``os.replace``, so a half-written or wrong file is never served.
+network. Otherwise it tries each mirror in order: it downloads into memory (at most the expected size,
+within a deadline: ``lmlab.data.download``), checks the SHA-256 (for a zip: of the one member it needs,
+extracted with a cap) and only then saves the file (a ``.part`` file renamed into place), so a
+half-written or wrong file is never served. ``read_corpus(name)`` returns the bytes themselves: the very
+bytes that were hashed, so a file replaced after the check cannot slip through; the loaders use it.
 
 Offline machines: run ``lmlab data download --all --to DIR`` on a machine with internet, copy DIR over
 and set ``LMLAB_DATA_DIR=DIR``. ``verify(DIR)`` checks such a folder.
@@ -19,12 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import NamedTuple
+
+from lmlab.data.download import (
+    DEFAULT_DEADLINE,
+    DEFAULT_TIMEOUT,
+    ZIP_MARGIN,
+    check_limits,
+    download,
+    read_member,
+    remove_stale_parts,
+    save_atomically,
+)
 
 ENV_VAR = "LMLAB_DATA_DIR"
 
@@ -42,6 +53,7 @@ class Corpus:
     licence: str
     citation: str
     zip_member: str | None = None  # when the download is a zip: the member to extract
+    download_size: int | None = None  # bytes of the download: the file itself, or the zip (not pinned)
 
 
 CORPORA: dict[str, Corpus] = {
@@ -58,6 +70,7 @@ CORPORA: dict[str, Corpus] = {
         description="Tiny Shakespeare: 40,000 lines of Shakespeare's plays (ASCII), as used by char-rnn and nanoGPT",
         licence="public domain text",
         citation="Andrej Karpathy, char-rnn (2015), data/tinyshakespeare/input.txt",
+        download_size=1_115_394,
     ),
     "sms_spam": Corpus(
         name="sms_spam",
@@ -72,6 +85,9 @@ CORPORA: dict[str, Corpus] = {
             '"Contributions to the Study of SMS Spam Filtering: New Collection and Results", DocEng 2011'
         ),
         zip_member="SMSSpamCollection",
+        # about 0.2 MB: the member deflates to ~207 KB, plus a readme. Mirrors may re-pack the zip (only the
+        # member's SHA-256 is pinned), so a zip may be up to ZIP_MARGIN larger.
+        download_size=210_000,
     ),
 }
 
@@ -134,55 +150,47 @@ def corpus_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     return Path(folder if folder is not None else data_dir()) / c.name / c.filename
 
 
-def _check_member_name(member: str) -> None:
-    """Refuse zip member names that would escape the target folder (absolute paths, drives, ``..``)."""
-    posix, win = PurePosixPath(member), PureWindowsPath(member)
-    if posix.is_absolute() or win.is_absolute() or win.drive or ".." in posix.parts or ".." in win.parts:
-        raise ValueError(
-            f"refusing zip member {member!r}: its path escapes the target folder (absolute path or '..'); "
-            "the archive is malformed or malicious - get the file from another mirror"
+def default_max_bytes(c: Corpus) -> int:
+    """The most bytes a download of ``c`` may have: its size, or for a zip its ``download_size`` plus
+    ``ZIP_MARGIN``. Example: default_max_bytes(CORPORA["tinyshakespeare"]) -> 1115394"""
+    if c.zip_member is None:
+        return c.size
+    return (c.download_size or c.size) + ZIP_MARGIN
+
+
+def _cached_bytes(path: Path, c: Corpus) -> tuple[bytes | None, str]:
+    """The bytes of the cached file when their SHA-256 matches (read once: the bytes checked are the bytes
+    returned), else None and why it was not used."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(c.size + 1)  # a file larger than expected is wrong: never read all of it
+    except FileNotFoundError:
+        return None, ""
+    except OSError as e:
+        return None, f"The cached file {path} could not be read ({e}); it was not used. "
+    actual = hashlib.sha256(data).hexdigest()
+    if actual == c.sha256:
+        return data, ""
+    what = f"has sha256 {actual}" if len(data) <= c.size else f"is larger than {c.size:,} bytes"
+    return None, (f"The cached file {path} {what}, expected sha256 {c.sha256}; it was not used "
+                  "(delete it or let a download replace it). ")
+
+
+def _download_verified(c: Corpus, url: str, timeout: float, deadline: float, max_bytes: int) -> bytes:
+    """The corpus file from one mirror, checked; OSError or ValueError says what was wrong."""
+    data = download(url, max_bytes=max_bytes, timeout=timeout, deadline=deadline)
+    if c.zip_member is not None:
+        try:
+            data = read_member(data, c.zip_member, max_bytes=c.size)  # the member is exactly c.size bytes
+        except zipfile.BadZipFile as e:
+            raise OSError(f"not a valid zip archive ({e})") from e
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != c.sha256:
+        raise OSError(
+            f"sha256 mismatch for {c.filename}: expected {c.sha256}, got {actual} ({len(data)} bytes, "
+            f"expected {c.size}); the download was not saved"
         )
-
-
-def extract_member(zip_path: str | os.PathLike, member: str, dest: str | os.PathLike) -> Path:
-    """Extract one member of a zip archive to the file ``dest`` (only that member, nothing else).
-
-    The member is found by its exact name or, if that is absent, by being the only member whose
-    base name equals ``member``'s. Names that are absolute or contain ``..`` are refused with a
-    ``ValueError`` even though the bytes are written to ``dest`` and never to the member's own path.
-
-    Example: extract_member("sms.zip", "SMSSpamCollection", "data/sms_spam/SMSSpamCollection.part")
-    """
-    _check_member_name(member)
-    with zipfile.ZipFile(zip_path) as zf:
-        names = zf.namelist()
-        if member in names:
-            found = member
-        else:
-            base = PurePosixPath(member).name
-            candidates = [n for n in names if PurePosixPath(n.replace("\\", "/")).name == base]
-            if len(candidates) != 1:
-                raise ValueError(
-                    f"zip {os.fspath(zip_path)!r} has no single member named {member!r}; it holds: {names[:10]}"
-                )
-            found = candidates[0]
-        _check_member_name(found)
-        with zf.open(found) as src, open(dest, "wb") as out:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                out.write(block)
-    return Path(dest)
-
-
-def _download(url: str, dest: Path, timeout: float) -> None:
-    """Download ``url`` to ``dest``; raise OSError if the body is shorter than Content-Length."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
-        expected = resp.headers.get("Content-Length")
-        n = 0
-        for block in iter(lambda: resp.read(1 << 16), b""):
-            out.write(block)
-            n += len(block)
-    if expected is not None and n != int(expected):
-        raise OSError(f"truncated download: got {n} of {int(expected)} bytes")
+    return data
 
 
 def _offline_help(c: Corpus, path: Path) -> str:
@@ -194,42 +202,18 @@ def _offline_help(c: Corpus, path: Path) -> str:
     )
 
 
-def fetch(
-    name: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    urls: list[str] | tuple[str, ...] | None = None,
-    timeout: float = 30.0,
-) -> Path:
-    """Return the path of corpus ``name``, downloading it first if it is missing or damaged.
-
-    Args:
-        name: a key of ``CORPORA``.
-        data_dir: the data folder (default: ``lmlab.data.data_dir()``).
-        urls: mirrors to try instead of the registry's (for a local copy or a test server).
-        timeout: seconds to wait on each connection.
-
-    A cached file is served only when its SHA-256 matches. A download whose SHA-256 (or size) is wrong
-    is deleted and the next mirror is tried; if none works, ``DownloadError`` lists each URL with its
-    reason and says how to get the file offline.
-
-    Example:
-        >>> fetch("tinyshakespeare")
-        PosixPath('/home/me/.cache/lmlab/tinyshakespeare/input.txt')
-    """
+def _get(name: str, data_dir: str | os.PathLike | None, urls: list[str] | tuple[str, ...] | None,
+         timeout: float, deadline: float, max_bytes: int | None) -> tuple[Path, bytes]:
+    """The cached or downloaded corpus file: its path and its verified bytes."""
     c = _corpus(name)
+    check_limits(timeout, deadline, max_bytes)
     root = Path(data_dir) if data_dir is not None else _default_data_dir()
     path = root / c.name / c.filename
-    failures: list[tuple[str, str]] = []
-    stale = ""
-    if path.is_file():
-        actual = sha256_file(path)
-        if actual == c.sha256:
-            return path
-        stale = (
-            f"The cached file {path} has sha256 {actual}, expected {c.sha256}; it was not used "
-            "(delete it or let a download replace it). "
-        )
+    if path.parent.is_dir():
+        remove_stale_parts(path.parent, c.filename)
+    data, stale = _cached_bytes(path, c)
+    if data is not None:
+        return path, data
     created = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,39 +222,19 @@ def fetch(
             f"cannot create the data folder {path.parent} ({e}); point {ENV_VAR} to a writable folder. "
             + _offline_help(c, path)
         ) from e
-    mirrors = tuple(urls) if urls is not None else c.urls
-    for url in mirrors:
-        tmp_download = tmp_file = None
+    failures: list[tuple[str, str]] = []
+    for url in tuple(urls) if urls is not None else c.urls:
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".part")
-            os.close(fd)
-            tmp_download = Path(tmp)
-            _download(url, tmp_download, timeout)
-            if c.zip_member is not None:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".member")
-                os.close(fd)
-                tmp_file = Path(tmp)
-                try:
-                    extract_member(tmp_download, c.zip_member, tmp_file)
-                except zipfile.BadZipFile as e:
-                    raise OSError(f"not a valid zip archive ({e})") from e
-            else:
-                tmp_file = tmp_download
-            actual = sha256_file(tmp_file)
-            if actual != c.sha256:
-                size = tmp_file.stat().st_size
-                raise OSError(
-                    f"sha256 mismatch for {c.filename}: expected {c.sha256}, got {actual} ({size} bytes, "
-                    f"expected {c.size}); the download was deleted"
-                )
-            os.replace(tmp_file, path)
-            return path
-        except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
+            data = _download_verified(c, url, timeout, deadline, max_bytes or default_max_bytes(c))
+        except (OSError, ValueError) as e:  # URLError, HTTPError and TimeoutError are OSErrors
             failures.append((url, str(e)))
-        finally:
-            for p in (tmp_download, tmp_file):
-                if p is not None and p.exists():
-                    p.unlink()
+            continue
+        try:
+            save_atomically(path, data)
+        except OSError as e:
+            raise OSError(f"cannot save the downloaded {c.filename} to {path} ({e}); point {ENV_VAR} to a "
+                          "writable folder with free space") from e
+        return path, data
     if created and not any(path.parent.iterdir()):
         path.parent.rmdir()  # leave no empty folder behind after a failed first download
     tried = "\n".join(f"  - {u}: {r}" for u, r in failures) or "  (no URLs given)"
@@ -279,23 +243,61 @@ def fetch(
     )
 
 
+def fetch(name: str, *, data_dir: str | os.PathLike | None = None, urls: list[str] | tuple[str, ...] | None = None,
+          timeout: float = DEFAULT_TIMEOUT, deadline: float = DEFAULT_DEADLINE, max_bytes: int | None = None) -> Path:
+    """Return the path of corpus ``name``, downloading it first if it is missing or damaged.
+
+    Args:
+        name: a key of ``CORPORA``.
+        data_dir: the data folder (default: ``lmlab.data.data_dir()``).
+        urls: mirrors to try instead of the registry's (for a local copy or a test server).
+        timeout: seconds to wait for the connection and for each read.
+        deadline: seconds one mirror may take for the whole download; then the next one is tried.
+        max_bytes: the most bytes a download may have (default: the file's size; for a zip, its
+            ``download_size`` plus ``ZIP_MARGIN``). A larger ``Content-Length`` is refused unread.
+
+    A cached file is used only when its SHA-256 matches. A download that is too large, too slow, or
+    has the wrong SHA-256 is dropped and the next mirror is tried; if none works, ``DownloadError``
+    lists each URL with its reason and says how to get the file offline. To read the file, prefer
+    ``read_corpus``: a file can be replaced between this check and a later read.
+
+    Example:
+        >>> fetch("tinyshakespeare")
+        PosixPath('/home/me/.cache/lmlab/tinyshakespeare/input.txt')
+    """
+    return _get(name, data_dir, urls, timeout, deadline, max_bytes)[0]
+
+
+def read_corpus(name: str, *, data_dir: str | os.PathLike | None = None,
+                urls: list[str] | tuple[str, ...] | None = None, timeout: float = DEFAULT_TIMEOUT,
+                deadline: float = DEFAULT_DEADLINE, max_bytes: int | None = None) -> bytes:
+    """The bytes of corpus ``name``, fetched as ``fetch`` does (same arguments): the very bytes whose
+    SHA-256 was checked, never a second read of the file.
+
+    Example: len(read_corpus("tinyshakespeare")) -> 1115394
+    """
+    return _get(name, data_dir, urls, timeout, deadline, max_bytes)[1]
+
+
 def download_all(
     to: str | os.PathLike,
     *,
     names: list[str] | None = None,
     mirrors: dict[str, list[str]] | None = None,
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> list[Path]:
     """Fetch every corpus (or those in ``names``) into the folder ``to``; return their paths.
 
     ``mirrors`` maps a corpus name to URLs used instead of the registry's. This backs
     ``lmlab data download --all --to DIR``: the folder can then be copied to an offline machine and
     used with ``LMLAB_DATA_DIR=DIR``. Files already there with the right SHA-256 are not downloaded.
+    ``timeout`` and ``deadline`` are as in ``fetch``.
     """
     names = names if names is not None else list(CORPORA)
     for n in list(names) + list(mirrors or {}):
         _corpus(n)
-    return [fetch(n, data_dir=to, urls=(mirrors or {}).get(n), timeout=timeout) for n in names]
+    return [fetch(n, data_dir=to, urls=(mirrors or {}).get(n), timeout=timeout, deadline=deadline) for n in names]
 
 
 def verify(folder: str | os.PathLike | None = None) -> list[VerifyResult]:
@@ -328,7 +330,7 @@ def load_text(name: str = "tinyshakespeare", *, data_dir: str | os.PathLike | No
     c = _corpus(name)
     if c.name == "sms_spam":
         raise ValueError("'sms_spam' is a labelled collection, not one text; use load_sms_spam()")
-    return fetch(name, data_dir=data_dir).read_text(encoding="utf-8")
+    return read_corpus(name, data_dir=data_dir).decode("utf-8")
 
 
 class SMSSpam(NamedTuple):
@@ -347,9 +349,9 @@ def load_sms_spam(*, data_dir: str | os.PathLike | None = None) -> SMSSpam:
         >>> len(ds.texts), sum(ds.labels), ds.label_names[ds.labels[2]]
         (5574, 747, 'spam')
     """
-    path = fetch("sms_spam", data_dir=data_dir)
+    path, data = _get("sms_spam", data_dir, None, DEFAULT_TIMEOUT, DEFAULT_DEADLINE, None)
     texts, labels = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for lineno, line in enumerate(data.decode("utf-8").split("\n"), start=1):
         if not line:
             continue
         label, sep, text = line.partition("\t")
