@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+from browser_lab import ARTIFACTS, Shots, click_image_pixel, lab_session, notebook, stderr_outputs
 
 pytestmark = pytest.mark.browser
 
@@ -86,106 +74,7 @@ print("written:", page)
 
 def explorer_notebook() -> dict:
     """The notebook the browser runs: setup, an explorer, an explorer whose text fills the context, an export."""
-    cells = [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-             for src in (SETUP, EXPLORER, FULL, EXPORT)]
-    return {"cells": cells, "metadata": {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def _pids_mentioning(marker: str) -> list[int]:
-    """Processes whose command line contains ``marker`` (our private runtime folder): our kernels."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _stop(proc: subprocess.Popen, runtime_dir: Path) -> None:
-    """Stop the server's process group, then any kernel it started (they run in their own sessions)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while (left := _pids_mentioning(str(runtime_dir))) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-
-
-def _kernel_states(api: str) -> list[str]:
-    """Execution states of the server's kernels ("starting", "idle", "busy"), from its REST API."""
-    with urllib.request.urlopen(api, timeout=5) as r:
-        return [k.get("execution_state", "?") for k in json.loads(r.read())]
-
-
-def _wait_for_idle_kernel(api: str, timeout: float) -> None:
-    """Wait until the notebook's kernel exists and is idle (started, or done with every queued cell)."""
-    deadline, states = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        try:
-            states = _kernel_states(api)
-        except OSError:
-            states = ["?"]
-        if states and all(s == "idle" for s in states):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"the kernel was not idle within {timeout:.0f} s (states {states})")
-
-
-_RUNNING_OR_RAN = ("() => [...document.querySelectorAll('.jp-NotebookPanel .jp-InputArea-prompt')]"
-                   ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
-
-
-def _run_all(page) -> None:
-    """Run > Run All Cells, until a cell is queued or ran: a click that lands while the frontend is still
-    connecting to the kernel is dropped without a trace (no cell gets a [*] prompt); it is then safe to
-    click again."""
-    for _ in range(4):
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        try:
-            page.wait_for_function(_RUNNING_OR_RAN, timeout=20_000)
-            return
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: the click was dropped, click again
-            continue
-    raise AssertionError("Run All Cells did not start any cell after 4 tries")
-
-
+    return notebook(SETUP, EXPLORER, FULL, EXPORT)
 
 
 def _viridis(value: float) -> tuple[int, int, int]:
@@ -212,20 +101,6 @@ def has_colour_bar(png: bytes) -> bool:
     return False
 
 
-class Shots:
-    """Numbered screenshots of the steps, in ARTIFACTS (emptied first)."""
-
-    def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):
-            old.unlink()
-        self.folder, self.n = folder, 0
-
-    def __call__(self, target, name: str) -> bytes:
-        self.n += 1
-        return target.screenshot(path=str(self.folder / f"{self.n:02d}-{name}.png"))
-
-
 def test_colour_bar_detector_tells_a_colour_bar_from_a_heatmap():
     from lmlab.viz.plots import figure_bytes, new_figure
 
@@ -240,52 +115,14 @@ def test_colour_bar_detector_tells_a_colour_bar_from_a_heatmap():
 
 
 def test_explorer_in_jupyterlab(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    pytest.importorskip("ipyevents", reason="ipyevents is not installed")
     started = time.monotonic()
-    work = tmp_path / "root"
-    work.mkdir()
-    name = "explorer.ipynb"
-    (work / name).write_text(json.dumps(explorer_notebook()))
-    runtime_dir = tmp_path / "runtime"
-    labconfig = tmp_path / "config" / "labconfig"
-    labconfig.mkdir(parents=True)  # no "would you like news?" pop-up over the widgets
-    (labconfig / "page_config.json").write_text(
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(runtime_dir),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), LMLAB_PROGRESS="0",
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    log = tmp_path / "jupyter.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-             "--allow-root", "--ServerApp.port_retries=0", "--LabApp.news_url=None"],
-            cwd=work, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_for_server(f"{base}/api/status?token={token}", proc, log)
-        with sync_api.sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1440, "height": 900},
-            )
-            try:
-                shots = Shots(ARTIFACTS)
-                api = f"{base}/api/kernels?token={token}"
-                _drive_lab(context.new_page(), f"{base}/lab/tree/{name}?token={token}", api, log, shots)
-                _drive_export(context.new_page(), work / "exports" / "heads.html", shots)
-            finally:
-                context.close()
-    finally:
-        _stop(proc, runtime_dir)
-    assert not _pids_mentioning(str(runtime_dir)), "a kernel outlived the test"
-    assert proc.poll() is not None
+    with lab_session(tmp_path, explorer_notebook(), "explorer.ipynb") as lab:
+        shots = Shots(ARTIFACTS)
+        page = lab.open_and_run(".lmlab-attention-explorer")  # the last one: both explorers are there
+        page.wait_for_function("() => { const im = document.querySelector('img.lmlab-head-image');"
+                               " return im && im.complete && im.naturalWidth > 100; }")
+        _drive_lab(page, shots)
+        _drive_export(lab.context.new_page(), lab.root / "exports" / "heads.html", shots)
     elapsed = time.monotonic() - started
     assert elapsed < 300, f"the browser test took {elapsed:.0f} s"
 
@@ -294,38 +131,7 @@ _BROKEN = ("root => [...root.querySelectorAll('img')].filter(im => im.offsetPare
            " && (!im.complete || im.naturalWidth === 0)).length")
 
 
-def _click_image_pixel(page, image, x: float, y: float, move_only: bool = False) -> None:
-    """Click (or point) at pixel (x, y) of an image as it is shown (it may be scaled)."""
-    box = image.bounding_box()
-    natural = image.evaluate("im => [im.naturalWidth, im.naturalHeight]")
-    px, py = box["x"] + x * box["width"] / natural[0], box["y"] + y * box["height"] / natural[1]
-    page.mouse.move(px, py)
-    if not move_only:
-        page.mouse.click(px, py)
-
-
-def _open_and_run(page, url: str, api: str, log: Path) -> None:
-    page.set_default_timeout(60_000)  # ms, for single widget updates; generous: the machine may be busy
-    page.goto(url)
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=120_000)
-    # the notebook's session must be connected to a started kernel before "Run All"
-    page.locator(".jp-NotebookPanel-toolbar .jp-Toolbar-kernelName", has_text="Python 3").first.wait_for(
-        timeout=120_000)
-    _wait_for_idle_kernel(api, 120)
-    _run_all(page)
-    try:
-        page.locator(".lmlab-attention-explorer").nth(1).wait_for(state="visible", timeout=180_000)
-        page.wait_for_function("() => { const im = document.querySelector('img.lmlab-head-image');"
-                               " return im && im.complete && im.naturalWidth > 100; }")
-        _wait_for_idle_kernel(api, 120)  # every cell done: widget messages are answered at once
-    except Exception:
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
-        raise AssertionError(f"the explorers did not appear; kernel states {_kernel_states(api)}; cell errors: "
-                             f"{errors}\nserver log: {log.read_text()[-2000:]}") from None
-
-
-def _drive_lab(page, url: str, api: str, log: Path, shot: Shots) -> None:
-    _open_and_run(page, url, api, log)
+def _drive_lab(page, shot: Shots) -> None:
     root, full = page.locator(".lmlab-attention-explorer").nth(0), page.locator(".lmlab-attention-explorer").nth(1)
     head = root.locator("img.lmlab-head-image")
     outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
@@ -344,7 +150,7 @@ def _drive_lab(page, url: str, api: str, log: Path, shot: Shots) -> None:
 
     # 2. a click on row 5 makes it the query
     old = head.get_attribute("src")
-    _click_image_pixel(page, head, *cells["5 2"])
+    click_image_pixel(page, head, *cells["5 2"])
     page.wait_for_function("q => q.selectedOptions[0].text.startsWith('5:')",
                            arg=root.locator(".lmlab-query select").element_handle())
     page.wait_for_function("([im, old]) => im.src !== old && im.complete", arg=[head.element_handle(), old])
@@ -354,7 +160,7 @@ def _drive_lab(page, url: str, api: str, log: Path, shot: Shots) -> None:
     shot(root, "clicked-row-5")
 
     # 3. the pointer on cell (9, 4) shows its weight
-    _click_image_pixel(page, head, *cells["9 4"], move_only=True)
+    click_image_pixel(page, head, *cells["9 4"], move_only=True)
     readout.filter(has_text="under the pointer").wait_for()
     assert re.search(r"query 9 .* key 4 .*: \d\.\d{3}", readout.inner_text()), readout.inner_text()
     assert selected("query").startswith("5:"), "pointing does not change the query"
@@ -386,7 +192,7 @@ def _drive_lab(page, url: str, api: str, log: Path, shot: Shots) -> None:
     assert "fills the model's context" in full.locator(".lmlab-generated").inner_text()
     assert full.evaluate(_BROKEN) == 0
     shot(full, "generate-off-context-full")
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    errors = stderr_outputs(page)
     assert not errors, f"cells wrote to stderr: {errors}"
 
 
@@ -404,7 +210,7 @@ def _drive_export(page, path: Path, shot: Shots) -> None:
     T = len(data["tokens"])
     cell = (x1 - x0) / T
     before = page.locator("#row").evaluate("r => r.style.top")
-    _click_image_pixel(page, image, x0 + 2.5 * cell, y0 + 5.5 * cell)  # query 5, key 2
+    click_image_pixel(page, image, x0 + 2.5 * cell, y0 + 5.5 * cell)  # query 5, key 2
     assert page.locator("#query").inner_text().startswith("query 5 ")
     assert page.locator("#row").evaluate("r => r.style.top") != before, "the outline moved to row 5"
     assert re.search(r"query 5 .* key 2 .*: \d\.\d{3}", page.locator("#readout").inner_text())
