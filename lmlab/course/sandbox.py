@@ -267,5 +267,8 @@ class DockerSandbox(Sandbox):
         return self.proc
 
     def kill(self) -> None:
-        subprocess.run(["docker", "kill", self.name], capture_output=True, timeout=60)
+        try:
+            subprocess.run(["docker", "kill", self.name], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the container is gone, or docker does not answer: the processes are killed below anyway
         super().kill()
