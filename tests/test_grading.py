@@ -251,3 +251,50 @@ def test_hidden_cases_catch_an_answer_fitted_to_the_public_cases_and_count_per_c
     assert "exp_of" in rows["helper"].exercises["nb01.q3"].cases[0].message
     text = (tmp_path / "feedback" / "fitted.md").read_text(encoding="utf-8")
     assert "- ✓ public case 1" in text and "- ✗ hidden case 1:" in text
+
+
+# ---------------------------------------------------------------------------------------------------
+# The sandbox on its own
+
+
+def test_a_run_has_an_empty_folder_a_clean_environment_and_leaves_nothing_running(tmp_path, monkeypatch):
+    from lmlab.course.sandbox import MARKER_ENV, Sandbox, Supervision, stage_package
+
+    monkeypatch.setenv("TEACHER_SECRET", "s3cr3t")
+    package = stage_package(tmp_path / "pkg")
+    assert (package / "lmlab" / "exercises" / "core.py").is_file()
+    assert not list((package / "lmlab" / "exercises").glob("nb*.py"))  # no references, no worked solutions
+    script = ("import os, subprocess, sys, time\n"
+              "print(sorted(os.listdir('.')), os.environ.get('TEACHER_SECRET'), os.environ['LMLAB_GRADED'], flush=True)\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(120)'])\n"
+              "print(child.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    with Supervision() as supervision:
+        box = Sandbox(supervision, package)
+        proc = box.start(["-c", script])
+        listing = proc.stdout.readline().decode()
+        child = int(proc.stdout.readline())
+        assert listing.startswith("['tmp'] None 1")  # its own empty folder (with its tmp/), no teacher variable
+        assert box.env[MARKER_ENV] == box.token and "TEACHER_SECRET" not in box.env
+        box.close()  # the child left the session: the marker (or the subreaper) finds it
+        deadline = time.monotonic() + 5
+        while (_alive(proc.pid) or _alive(child)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(proc.pid) and not _alive(child) and not box.dir.exists()
+
+
+def test_the_marker_scan_finds_a_process_outside_the_session_and_the_tree(tmp_path):
+    from lmlab.course.sandbox import MARKER_ENV, marked_processes
+
+    token = "t" * 32
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
+                            env=dict(os.environ, **{MARKER_ENV: token}))
+    try:
+        deadline = time.monotonic() + 10
+        while not marked_processes(token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [p.pid for p in marked_processes(token)] == [proc.pid]
+        assert marked_processes("another-token") == []
+    finally:
+        proc.kill()
+        proc.wait()
