@@ -265,7 +265,8 @@ def test_a_run_has_an_empty_folder_a_clean_environment_and_leaves_nothing_runnin
     assert (package / "lmlab" / "exercises" / "core.py").is_file()
     assert not list((package / "lmlab" / "exercises").glob("nb*.py"))  # no references, no worked solutions
     script = ("import os, subprocess, sys, time\n"
-              "print(sorted(os.listdir('.')), os.environ.get('TEACHER_SECRET'), os.environ['LMLAB_GRADED'], flush=True)\n"
+              "print(sorted(os.listdir('.')), os.environ.get('TEACHER_SECRET'), os.environ['LMLAB_GRADED'],\n"
+              "      flush=True)\n"
               "child = subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(120)'])\n"
               "print(child.pid, flush=True)\n"
               "time.sleep(120)\n")

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER_ENV", "Supervision", "Sandbox", "DockerSandbox", "docker_problem", "stage_package", "marked_processes"]
+__all__ = ["MARKER_ENV", "Supervision", "Sandbox", "DockerSandbox", "docker_problem", "stage_package",
+           "marked_processes"]
 
 MARKER_ENV = "LMLAB_SANDBOX"
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
