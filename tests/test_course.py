@@ -8,7 +8,6 @@ solution notebook with nb01 exercises q1 and q3, solution markers, a teacher-onl
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import nbformat
