@@ -36,7 +36,7 @@ def data_dir() -> pathlib.Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_exercises(monkeypatch):
-    """Every test starts with no exercise marked passed and no grade file, and leaves none behind."""
+    """Every test starts with no exercise marked passed and not in graded mode, and leaves none behind."""
     import sys
 
     from lmlab.exercises.core import ExerciseSet
@@ -46,7 +46,7 @@ def _fresh_exercises(monkeypatch):
             if name.startswith("lmlab.exercises.nb") and isinstance(getattr(module, "EXERCISES", None), ExerciseSet):
                 module.EXERCISES.reset()
 
-    monkeypatch.delenv("LMLAB_GRADE_FILE", raising=False)
+    monkeypatch.delenv("LMLAB_GRADED", raising=False)
     reset_all()
     yield
     reset_all()

@@ -1,4 +1,6 @@
-"""Helpers for the exercise tests (tests/test_exercises*.py)."""
+"""Helpers for the exercise tests (tests/test_exercise*.py)."""
+
+from lmlab.exercises.core import unwatched
 
 
 def solution_function(exercise, name: str):
@@ -13,9 +15,24 @@ def solution_function(exercise, name: str):
     return namespace[name]
 
 
+def passes(exercise, answer):
+    """A reference of the check passed as the answer passes (the watch for references is off for it)."""
+    with unwatched():
+        result = exercise.evaluate(answer)
+    assert result.passed, result.message
+    assert result.points == exercise.points
+    return result
+
+
 def fails_with(exercise, answer, *fragments):
-    """The check of `answer` fails, and its message contains every fragment (the specific feedback)."""
-    result = exercise.evaluate(answer)
+    """The check of `answer` fails, and its message contains every fragment (the specific feedback).
+
+    Wrong answers built from the check's own references and variants are allowed here (unwatched): these
+    tests are about the diagnosis of the mistake, not about using a reference.
+    """
+    with unwatched():
+        result = exercise.evaluate(answer)
     assert not result.passed
     for fragment in fragments:
         assert fragment in result.message, result.message
+    return result

@@ -1,5 +1,5 @@
-"""Teaching tools (lmlab.course): student notebooks built from a solution notebook, and grading real
-submissions executed by real kernels in separate processes.
+"""Teaching tools (lmlab.course): student notebooks built from a solution notebook, graded mode in a kernel,
+and the notebooks' exercise cells. Grading real submissions is in tests/test_grading.py.
 
 The fixture tests/fixtures/exercise_demo.ipynb (rebuilt by tests/fixtures/make_exercise_demo.py) is a tiny
 solution notebook with nb01 exercises q1 and q3, solution markers, a teacher-only cell and real outputs.
@@ -8,17 +8,16 @@ solution notebook with nb01 exercises q1 and q3, solution markers, a teacher-onl
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
-import os
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from lmlab.course import add_cli, build, grade, make_student_notebook
+from lmlab.course import add_cli, build, make_student_notebook
+from lmlab.course.build import teaching_cell_problems
+from lmlab.course.cells import exercise_modules_of, graded_functions
+from lmlab.course.extract import extract, scan
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exercise_demo.ipynb"
 SOLUTION_LINES = [
@@ -57,6 +56,9 @@ def test_build_student_notebook_and_manual(tmp_path):
     for cell in student.cells:
         if cell.cell_type == "code" and (".check(" in cell.source or ".progress(" in cell.source or "def " in cell.source):
             assert cell.outputs == [] and cell.execution_count is None
+    marked = {c.metadata["lmlab"]["exercise"]: c for c in student.cells if "lmlab" in c.metadata}
+    assert sorted(marked) == ["nb01.q1", "nb01.q3"]  # the grader finds the exercise cells by this
+    assert "def bigram_probs(" in marked["nb01.q1"].source and "def perplexity(" in marked["nb01.q3"].source
     assert any(c.outputs for c in original.cells if c.cell_type == "code" and ".check(" in c.source)
 
     manual = report.solutions_manual.read_text(encoding="utf-8")
@@ -103,111 +105,116 @@ def test_marker_mistakes_are_reported_with_the_cell():
     assert blocks == 1 and student.cells[0].source == "# Exercise q9: write your solution here"
 
 
+
+
 # ---------------------------------------------------------------------------------------------------
-# Grading
+# No teaching cell defines a graded function under its graded name
 
 
-def _variant(path: Path, edit) -> None:
-    nb = copy.deepcopy(nbformat.read(FIXTURE, as_version=4))
-    edit(nb)
-    nbformat.write(nb, path)
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb")) + [FIXTURE]
 
 
-def _insert(nb, after_source_start: str, source: str) -> None:
-    index = next(i for i, c in enumerate(nb.cells) if c.source.startswith(after_source_start))
-    cell = nbformat.v4.new_code_cell(source)
-    cell["id"] = f"inserted-{index}"
-    nb.cells.insert(index + 1, cell)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_teaching_cell_defines_a_graded_function(path):
+    nb = nbformat.read(path, as_version=4)
+    graded = graded_functions(exercise_modules_of(nb))
+    problems, notes = teaching_cell_problems(nb, graded, name=path.name)
+    assert problems == []
+    for note in notes:  # importing lmlab's own implementation under the name is allowed: the checks know it
+        assert "allowed" in note
+    if graded:
+        student, _ = make_student_notebook(nb, name=path.name)
+        marked = [c.metadata["lmlab"]["exercise"] for c in student.cells if "lmlab" in c.metadata]
+        assert marked and len(marked) == len(set(marked))
 
 
-def _replace(nb, old: str, new: str) -> None:
-    for c in nb.cells:
-        c.source = c.source.replace(old, new)
+def _exercise_nb(teaching: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from lmlab.exercises import nb03 as ex"),
+                nbformat.v4.new_code_cell(teaching),
+                nbformat.v4.new_code_cell("def merge(ids, pair, new_id):\n    # BEGIN SOLUTION q1\n    return ids\n"
+                                          "    # END SOLUTION", metadata={"tags": ["solution"]}),
+                nbformat.v4.new_code_cell("ex.q1.check(merge)")]
+    return nb
 
 
-def test_grade_a_folder_of_submissions(tmp_path):
-    subs = tmp_path / "submissions"
-    subs.mkdir()
-    pid_file = tmp_path / "kernel.pid"
-    cwd_file = tmp_path / "cwd.txt"
-    _variant(  # a submission also writes into its working folder, which must be its own
-        subs / "correct.ipynb",
-        lambda nb: _insert(nb, "import math", f"import os\nopen({str(cwd_file)!r}, 'w').write(os.getcwd())\n"
-                                              "open('written_by_the_submission.txt', 'w').write('x')"),
-    )
-    def wrong(nb):
-        _replace(nb, "return math.exp(ce_nats)", "return 2 ** ce_nats")
-        _insert(nb, "ex.q1.check", "def endless(ids, vocab_size):\n    while True:\n        pass\n\nex.q1.check(endless, timeout=1)")
-        _insert(nb, "def endless", "ex.q1.check(bigram_probs)")  # the last check of q1 counts
-
-    _variant(subs / "wrong.ipynb", wrong)
-    _variant(subs / "raises.ipynb", lambda nb: _insert(nb, "import math", "1 / 0"))
-    _variant(
-        subs / "hangs.ipynb",
-        lambda nb: _insert(nb, "ex.q1.check", f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nwhile True:\n    pass"),
-    )
-    (subs / "broken.ipynb").write_text('{"cells": [ this is not json', encoding="utf-8")
-
-    start = time.monotonic()
-    executed = tmp_path / "executed"
-    report = grade(subs, tmp_path / "grades.csv", timeout=40, jobs=3, executed_dir=executed)
-    elapsed = time.monotonic() - start
-    assert elapsed < 90
-
-    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
-        rows = {r["file"]: r for r in csv.DictReader(f)}
-    assert list(next(iter(rows.values())).keys()) == [
-        "file", "status", "score", "max_score", "nb01.q1", "nb01.q2", "nb01.q3", "nb01.q4", "feedback"
-    ]
-    assert report.columns == ["nb01.q1", "nb01.q2", "nb01.q3", "nb01.q4"]
-
-    def row(name):
-        r = rows[name]
-        return r["status"], r["score"], r["max_score"], [r[c] for c in report.columns]
-
-    assert row("correct.ipynb") == ("ok", "3", "7", ["2", "0", "1", "0"])
-    assert "nb01.q2: check not run" in rows["correct.ipynb"]["feedback"]
-    assert row("wrong.ipynb") == ("ok", "2", "7", ["2", "0", "0", "0"])
-    assert "nb01.q3: This is 2 ** ce" in rows["wrong.ipynb"]["feedback"]
-    assert row("raises.ipynb") == ("error", "3", "7", ["2", "0", "1", "0"])
-    assert "raised ZeroDivisionError: division by zero" in rows["raises.ipynb"]["feedback"]
-    assert row("broken.ipynb") == ("invalid", "0", "7", ["0", "0", "0", "0"])
-    assert "not a valid notebook" in rows["broken.ipynb"]["feedback"]
-    assert row("hangs.ipynb") == ("timeout", "0", "7", ["0", "0", "0", "0"])
-    feedback = rows["hangs.ipynb"]["feedback"]
-    assert "killed after the total time limit of 40 s" in feedback
-    assert "passed before it stopped (not counted): nb01.q1" in feedback
-
-    # Each submission ran in a working folder of its own, removed afterwards: not the submissions folder,
-    # not the teacher's current folder.
-    work = Path(cwd_file.read_text())
-    assert work not in (subs, Path.cwd()) and not work.is_relative_to(subs) and not work.exists()
-    assert not list(subs.rglob("written_by_the_submission.txt"))
-    assert not list(Path.cwd().glob("written_by_the_submission.txt"))
-
-    # In the kernel, a learner's endless loop is interrupted by the check's time limit.
-    ran = nbformat.read(executed / "wrong.ipynb", as_version=4)
-    (endless_out,) = next(c for c in ran.cells if "check(endless" in c.source).outputs
-    assert "`endless` did not finish within 1 s." in endless_out.text
-    assert "keeps running" not in endless_out.text
-
-    # The hanging kernel (in a session of its own) was killed with the executor, not left spinning.
-    kernel_pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while _alive(kernel_pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(kernel_pid)
+def test_build_refuses_a_teaching_cell_that_defines_a_graded_function(tmp_path):
+    for teaching in ("def merge(ids, pair, new_id):\n    return ids",
+                     "merge = lambda ids, pair, new_id: ids",
+                     "from lmlab.tokenizers import get_stats as merge"):
+        path = tmp_path / "demo.ipynb"
+        nbformat.write(_exercise_nb(teaching), path)
+        with pytest.raises(ValueError, match=r"demo.ipynb, cell 2 .*`merge`, the function exercise nb03.q1 grades"):
+            build([path], tmp_path / "out")
+        assert not (tmp_path / "out" / "student").exists()  # nothing written
+    nbformat.write(_exercise_nb("from lmlab.tokenizers import merge\nprint(merge([1, 2], (1, 2), 3))"), path)
+    report = build([path], tmp_path / "out")
+    assert "demo.ipynb, cell 2 imports lmlab.tokenizers.merge as `merge`" in str(report)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+# ---------------------------------------------------------------------------------------------------
+# What the grader takes from a submission
+
+
+def _student(tmp_path) -> nbformat.NotebookNode:
+    build([FIXTURE], tmp_path / "handout", solutions_manual=False)
+    return nbformat.read(tmp_path / "handout" / "student" / "exercise_demo.ipynb", as_version=4)
+
+
+EXPECTED = [("nb01.q1", "bigram_probs"), ("nb01.q3", "perplexity")]
+
+
+def test_extract_finds_the_exercise_cells_and_the_imports(tmp_path):
+    found = extract(_student(tmp_path), EXPECTED)
+    assert found.imports == ["import math", "import torch", "from lmlab.exercises import nb01 as ex"]
+    assert [(c.index, c.problem) for c in found.cells.values()] == [(4, ""), (7, "")]
+    assert "def perplexity(ce_nats):" in found.cells["nb01.q3"].source
+
+
+def test_a_deleted_copied_or_moved_exercise_cell_scores_zero_with_the_reason(tmp_path):
+    nb = _student(tmp_path)
+    deleted = nbformat.from_dict(nb)
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("lmlab", {}).get("exercise") != "nb01.q1"]
+    assert "no cell is marked as the exercise cell of nb01.q1" in extract(deleted, EXPECTED).cells["nb01.q1"].problem
+
+    copied = nbformat.from_dict(nb)
+    copied.cells.insert(5, nbformat.from_dict(nb.cells[3]))
+    assert "cells 4, 6 are all marked as the exercise cell of nb01.q1" in extract(copied, EXPECTED).cells["nb01.q1"].problem
+
+    below = nbformat.from_dict(nb)
+    below.cells[3], below.cells[4] = below.cells[4], below.cells[3]  # the exercise cell after its check
+    assert "moved below the cell that checks it" in extract(below, EXPECTED).cells["nb01.q1"].problem
+
+    swapped = nbformat.from_dict(nb)
+    q1, q3 = swapped.cells[3], swapped.cells[6]
+    swapped.cells[3], swapped.cells[6] = q3, q1
+    swapped.cells[4].source, swapped.cells[7].source = swapped.cells[7].source, swapped.cells[4].source
+    assert "moved out of their order" in extract(swapped, EXPECTED).cells["nb01.q1"].problem
+
+
+@pytest.mark.parametrize("code, found", [
+    ("def f(x):\n    return x + 1", []),
+    ("def f(x):\n    exec(ex.q1.solution_code)\n    return x", ["exec"]),
+    ("import sys\ndef f(x):\n    sys.setprofile(None)\n    return x", ["sys"]),
+    ("def f(x):\n    return (lambda: 0).__code__", ["__code__"]),
+    ("from importlib import import_module\ndef f(x):\n    return x", ["importlib"]),
+])
+def test_scan_finds_what_graded_mode_does_not_allow_in_an_exercise_cell(code, found):
+    assert scan(code) == found
+
+
+def test_graded_mode_in_a_kernel_has_no_checkers_references_or_solutions(tmp_path, monkeypatch):
+    student = _student(tmp_path)
+    student.cells.append(nbformat.v4.new_code_cell(
+        "ex.q1.solution()\n"
+        "try:\n    ex.ref_bigram_probs\nexcept AttributeError as e:\n    print('AttributeError:', e)\n"
+        "from lmlab.exercises import exercise_set\n"
+        "try:\n    exercise_set('nb01')\nexcept ValueError as e:\n    print('ValueError:', e)"))
+    monkeypatch.setenv("LMLAB_GRADED", "1")  # the kernel started below inherits it
+    NotebookClient(student, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(o.get("text", "") for c in student.cells if c.cell_type == "code" for o in c.outputs)
+    assert "nb01.q1: graded mode. The grader checks this exercise on hidden cases" in text
+    assert "worked solutions are not available in graded mode" in text
+    assert "AttributeError: lmlab.exercises.nb01.ref_bigram_probs is not available in graded mode" in text
+    assert "ValueError: lmlab.exercises.nb01 has no EXERCISES registry" in text
+    assert "def bigram_probs" not in text and "index_put_" not in text

@@ -5,15 +5,12 @@ The per-notebook files (tests/test_exercises*.py) check the references and the f
 
 from __future__ import annotations
 
-import pkgutil
-
 import pytest
 
-import lmlab.exercises
-from lmlab.exercises import exercise_set
+from lmlab.exercises import exercise_modules, exercise_set
 from exercise_helpers import solution_function
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(lmlab.exercises.__path__) if m.name.startswith("nb"))
+MODULES = exercise_modules()
 EXERCISES = [(module, exercise) for module in MODULES for exercise in exercise_set(module).exercises.values()]
 
 
@@ -42,3 +39,13 @@ def test_a_stub_is_not_yet_solved(module, exercise):
 
     result = exercise.evaluate(stub)
     assert not result.passed and "Not yet solved" in result.message, result.message
+
+
+@pytest.mark.parametrize("module, exercise", EXERCISES, ids=[f"{m}.{e.name}" for m, e in EXERCISES])
+def test_worked_solution_passes_the_hidden_cases_of_two_seeds(module, exercise):
+    """Hidden cases come from the teacher's seed: the same seed gives the same cases, another seed others."""
+    assert repr(exercise.hidden_cases(1)) == repr(exercise.hidden_cases(1))
+    assert repr(exercise.hidden_cases(1)) != repr(exercise.hidden_cases(2))
+    hidden = exercise.hidden_cases(1) + exercise.hidden_cases(2)
+    results = exercise.run_cases(solution_function(exercise, exercise.function_name), hidden)
+    assert all(r.passed for r in results), [r.message for r in results if not r.passed]

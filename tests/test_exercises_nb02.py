@@ -10,13 +10,12 @@ import torch
 from lmlab.exercises import exercise_set
 from lmlab.exercises import nb02 as ex
 from lmlab.exercises.nb02 import ref_sgd_step, ref_softmax_grad
+from exercise_helpers import fails_with, passes
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_softmax_grad), (ex.q2, ref_sgd_step)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 def test_reference_matches_autograd():
@@ -44,11 +43,8 @@ def _wrong_axis(logits, targets):
     ],
 )
 def test_typical_mistakes(exercise, fn, expected_text):
-    result = exercise.evaluate(fn)
-    assert not result.passed
+    result = fails_with(exercise, fn, expected_text, "input:")
     assert result.points == 0
-    assert expected_text in result.message
-    assert "input:" in result.message
 
 
 def test_in_place_update_is_reported():

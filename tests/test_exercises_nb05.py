@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 from lmlab.attention import causal_mask, scaled_dot_product_attention
 from lmlab.exercises import nb05 as ex
-from lmlab.exercises.nb05 import (
-    _Q1_CASES,
-    _attention,
-    _q1_case,
-    ref_attention,
-    ref_causal_mask,
-    ref_split_heads,
-)
+from lmlab.exercises.nb05 import attention_case, attention_variant, ref_attention, ref_causal_mask, ref_split_heads
 
 
-@pytest.mark.parametrize("case", _Q1_CASES)
+@pytest.mark.parametrize("case", ex.q1.cases + ex.q1.hidden_cases(0))
 def test_reference_matches_lmlab_attention(case):
-    (q, k, v, mask), _ = _q1_case(*case)
+    (q, k, v, mask), _ = attention_case(*case)
     out_r, w_r = ref_attention(q, k, v, mask)
     out_l, w_l = scaled_dot_product_attention(q, k, v, mask)
-    assert torch.allclose(out_r, out_l, atol=1e-6) and torch.allclose(w_r, w_l, atol=1e-6)
+    assert torch.allclose(out_r, out_l, atol=1e-5) and torch.allclose(w_r, w_l, atol=1e-6)
 
 
 def test_reference_causal_mask_matches_lmlab():
@@ -41,14 +34,16 @@ def test_reference_split_heads_matches_multi_head_layout():
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_attention), (ex.q2, ref_causal_mask),
                                               (ex.q3, ref_split_heads)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
-def test_q1_lmlab_function_passes():
-    result = ex.q1.evaluate(lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v, mask))
-    assert result.passed, result.message
+def test_q1_lmlab_function_agrees_with_the_check_but_earns_nothing():
+    def attention(q, k, v, mask=None):
+        return scaled_dot_product_attention(q, k, v, mask)
+
+    passes(ex.q1, attention)  # the check's reference and lmlab agree
+    result = ex.q1.evaluate(attention)  # but lmlab's own attention is not an answer
+    assert not result.passed and "calls `lmlab.attention.scaled_dot_product_attention`" in result.message
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -59,11 +54,11 @@ def test_q1_lmlab_function_passes():
     (dict(invert_mask=True), "mask is inverted"),
 ])
 def test_q1_typical_mistakes(kwargs, fragment):
-    fails_with(ex.q1, lambda q, k, v, mask=None: _attention(q, k, v, mask, **kwargs), fragment)
+    fails_with(ex.q1, lambda q, k, v, mask=None: attention_variant(q, k, v, mask, **kwargs), fragment)
 
 
 def test_q1_mask_ignored():
-    fails_with(ex.q1, lambda q, k, v, mask=None: _attention(q, k, v), "masked-out positions get a nonzero weight")
+    fails_with(ex.q1, lambda q, k, v, mask=None: attention_variant(q, k, v), "masked-out positions get a nonzero weight")
 
 
 def test_q1_swapped_and_missing_return():

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from lmlab.exercises import nb06 as ex
-from lmlab.exercises.nb06 import _Q1_CONFIGS, _count, _q2_parts, _wrong_blocks, ref_block_forward, ref_count_params
+from lmlab.exercises.nb06 import block_parts, count_variant, ref_block_forward, ref_count_params, wrong_blocks
 from lmlab.models import GPT, GPTConfig
 from lmlab.models.gpt import Block
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 
-@pytest.mark.parametrize("config", _Q1_CONFIGS)
+@pytest.mark.parametrize("config", ex.q1.cases + ex.q1.hidden_cases(0))
 def test_reference_count_matches_the_model(config):
     model = GPT(config)
     assert ref_count_params(config) == sum(p.numel() for p in model.parameters())
@@ -31,9 +31,7 @@ def test_reference_block_matches_lmlab_block():
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_count_params), (ex.q2, ref_block_forward)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 def test_q1_sum_of_numel_passes():
@@ -51,11 +49,11 @@ def test_q1_sum_of_numel_passes():
     (dict(final_ln=False), "final LayerNorm"),
 ])
 def test_q1_typical_mistakes(kwargs, fragment):
-    fails_with(ex.q1, lambda config: _count(config, **kwargs), fragment)
+    fails_with(ex.q1, lambda config: count_variant(config, **kwargs), fragment)
 
 
 def test_q1_biases_counted_without_bias():
-    fails_with(ex.q1, lambda config: _count(config, linear_bias=True, ln_bias=True), "bias=False there are no biases")
+    fails_with(ex.q1, lambda config: count_variant(config, linear_bias=True, ln_bias=True), "bias=False there are no biases")
 
 
 def test_q1_state_dict_counts_tied_twice():
@@ -88,16 +86,16 @@ def test_q1_stub_not_solved():
     (7, "swapped"),
 ])
 def test_q2_typical_mistakes(index, fragment):
-    wrong, _ = _wrong_blocks()[index]
+    wrong, _ = wrong_blocks()[index]
     fails_with(ex.q2, wrong, fragment)
 
 
 def test_q2_wrong_blocks_differ_from_the_reference():
-    parts = _q2_parts(16, 2, 0)
+    parts = block_parts(16, 2, 0)
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
         expected = ref_block_forward(x, *parts)
-        for wrong, message in _wrong_blocks():
+        for wrong, message in wrong_blocks():
             assert not torch.allclose(wrong(x, *parts), expected, atol=1e-3), message
 
 

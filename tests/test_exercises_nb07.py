@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from exercise_helpers import fails_with, solution_function
+from exercise_helpers import fails_with, passes, solution_function
 
 from lmlab.exercises import nb07 as ex
-from lmlab.exercises.nb07 import (
-    _top_p_variant,
-    ref_distinct_n,
-    ref_top_k_filter,
-    ref_top_p_filter,
-)
+from lmlab.exercises.nb07 import ref_distinct_n, ref_top_k_filter, ref_top_p_filter, top_p_variant
 
 
 def test_reference_distinct_n_by_hand():
@@ -30,9 +25,7 @@ def test_reference_top_p_keeps_crossing_token():
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_top_k_filter), (ex.q2, ref_top_p_filter),
                                               (ex.q3, ref_distinct_n)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 @pytest.mark.parametrize("exercise, name", [(ex.q1, "top_k_filter"), (ex.q2, "top_p_filter"),
@@ -80,8 +73,8 @@ def test_q2_typical_mistakes():
         probs = torch.softmax(sorted_logits, dim=-1)
         return logits.masked_fill(probs.cumsum(-1) - probs >= p, float("-inf"))
 
-    fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, include_crossing=False), "crosses p is removed")
-    fails_with(ex.q2, lambda lg, p: _top_p_variant(lg, p, sort=False), "vocabulary order")
+    fails_with(ex.q2, lambda lg, p: top_p_variant(lg, p, include_crossing=False), "crosses p is removed")
+    fails_with(ex.q2, lambda lg, p: top_p_variant(lg, p, sort=False), "vocabulary order")
     fails_with(ex.q2, unsorted_scatter, "scatter(-1, order")
     fails_with(ex.q2, lambda lg, p: ref_top_p_filter(lg, p).nan_to_num(neginf=0.0), "set to 0")
     fails_with(ex.q2, lambda lg, p: None, "forget a `return`")

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from lmlab.exercises import nb08 as ex
-from lmlab.exercises.nb08 import _random_maps, _rollout, _score, ref_attention_rollout, ref_induction_score
+from lmlab.exercises.nb08 import random_maps, ref_attention_rollout, ref_induction_score, rollout_variant, score_variant
 from lmlab.viz import attention_rollout
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 
 def test_reference_rollout_matches_lmlab():
-    maps = _random_maps((3, 2, 6, 6), 5)
+    maps = random_maps((3, 2, 6, 6), 5)
     torch.testing.assert_close(ref_attention_rollout(maps), attention_rollout(maps))
 
 
@@ -29,9 +29,7 @@ def test_reference_induction_score_hand_example():
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_attention_rollout), (ex.q2, ref_induction_score)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 def test_q1_half_and_half_passes():
@@ -52,11 +50,11 @@ def test_q1_half_and_half_passes():
     (dict(heads="sum"), "heads are summed"),
 ])
 def test_q1_typical_mistakes(kwargs, fragment):
-    fails_with(ex.q1, lambda maps: _rollout(maps, **kwargs), fragment)
+    fails_with(ex.q1, lambda maps: rollout_variant(maps, **kwargs), fragment)
 
 
 def test_q1_last_layer_only():
-    fails_with(ex.q1, lambda maps: _rollout(maps[-1:]), "Only the last layer")
+    fails_with(ex.q1, lambda maps: rollout_variant(maps[-1:]), "Only the last layer")
 
 
 def test_q1_returns_none_and_stub():
@@ -76,7 +74,7 @@ def test_q1_returns_none_and_stub():
     (dict(transpose=True), "swapped"),
 ])
 def test_q2_typical_mistakes(kwargs, fragment):
-    fails_with(ex.q2, lambda attn, S: _score(attn, S, **kwargs), fragment)
+    fails_with(ex.q2, lambda attn, S: score_variant(attn, S, **kwargs), fragment)
 
 
 def test_q2_float_for_one_head_passes_and_wrong_shape_fails():
@@ -84,8 +82,7 @@ def test_q2_float_for_one_head_passes_and_wrong_shape_fails():
         score = ref_induction_score(attn, S)
         return score.item() if score.dim() == 0 else score
 
-    result = ex.q2.evaluate(as_float_when_single)
-    assert result.passed, result.message
+    passes(ex.q2, as_float_when_single)
     fails_with(ex.q2, lambda attn, S: ref_induction_score(attn, S).mean(), "shape")
 
 

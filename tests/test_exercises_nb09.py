@@ -9,23 +9,22 @@ import torch.nn.functional as F
 from lmlab.exercises import nb09 as ex
 from lmlab.exercises.nb09 import ref_mask_tokens, ref_mlm_loss
 from lmlab.models import mask_tokens as lmlab_mask_tokens
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_mask_tokens), (ex.q2, ref_mlm_loss)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
-def test_lmlab_mask_tokens_passes():
+def test_lmlab_mask_tokens_agrees_with_the_check_but_earns_nothing():
     def answer(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
         return lmlab_mask_tokens(idx, mask_token_id=mask_token_id, vocab_size=vocab_size, mask_prob=mask_prob,
                                  generator=generator)
 
+    passes(ex.q1, answer)
     result = ex.q1.evaluate(answer)
-    assert result.passed, result.message
+    assert not result.passed and "lmlab.models.masked.mask_tokens" in result.message
 
 
 def test_q1_all_mask():

@@ -8,14 +8,12 @@ import torch
 from lmlab.exercises import nb10 as ex
 from lmlab.exercises.nb10 import ref_lora_forward, ref_precision_recall_f1
 from lmlab.lora import LoRALinear
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_precision_recall_f1), (ex.q2, ref_lora_forward)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 def test_reference_lora_matches_lmlab():

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from lmlab.exercises import nb12 as ex
-from lmlab.exercises.nb12 import CONV1D_WEIGHTS, _small_gpt, ref_convert_weight, ref_first_mismatch
+from lmlab.exercises.nb12 import CONV1D_WEIGHTS, ref_convert_weight, ref_first_mismatch, small_gpt
 from lmlab.interop import to_hf
-from exercise_helpers import fails_with
+from exercise_helpers import fails_with, passes
 
 
-def test_reference_conversion_is_what_to_hf_does():
-    model = _small_gpt()
+@pytest.mark.parametrize("config", ex.q1.cases + ex.q1.hidden_cases(0))
+def test_reference_conversion_is_what_to_hf_does(config):
+    model = small_gpt(**config)
     converted = dict(ref_convert_weight(n, w) for n, w in model.state_dict().items())
     theirs = to_hf(model).state_dict()
     assert set(converted) == set(theirs)
@@ -21,9 +22,7 @@ def test_reference_conversion_is_what_to_hf_does():
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_convert_weight), (ex.q2, ref_first_mismatch)])
 def test_reference_passes(exercise, answer):
-    result = exercise.evaluate(answer)
-    assert result.passed, result.message
-    assert result.points == exercise.points
+    passes(exercise, answer)
 
 
 def test_q1_no_transpose():

@@ -28,6 +28,7 @@ Tolerances: rtol 1e-4 for float32 probabilities and losses.
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -40,168 +41,28 @@ from lmlab.exercises.core import (
     call_safely,
     compare_numbers,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    number_near,
 )
 
-__all__ = ["q1", "q2", "q3", "q4", "EXERCISES", "progress"]
+from lmlab.exercises.nb01_tables import (
+    bigram_counts,
+    check_table_type,
+    count_table,
+    diagnose_add_k,
+    diagnose_probs,
+    ref_add_k_probs,
+    ref_bigram_probs,
+    ref_cross_entropy,
+    show_ids,
+    tables_close,
+    transitions,
+)
+
+__all__ = ["q1", "q2", "q3", "q4", "EXERCISES", "progress", "ref_bigram_probs", "ref_cross_entropy",
+           "ref_add_k_probs", "bigram_counts"]
 
 RTOL, ATOL = 1e-4, 1e-6
-
-# ----------------------------------------------------------------------------------------------------
-# References (V: vocabulary size)
-
-
-def _as_list(ids: Any) -> list[int]:
-    return [int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids)]
-
-
-def _counts(pairs: list[tuple[int, int]], vocab_size: int) -> torch.Tensor:
-    counts = torch.zeros(vocab_size, vocab_size)  # (V, V)
-    for a, b in pairs:
-        counts[a, b] += 1
-    return counts
-
-
-def _pairs(ids: Any) -> list[tuple[int, int]]:
-    seq = _as_list(ids)
-    return list(zip(seq[:-1], seq[1:]))
-
-
-def _normalize_rows(counts: torch.Tensor) -> torch.Tensor:
-    """Rows divided by their totals; empty rows uniform."""
-    V = counts.shape[1]
-    totals = counts.sum(dim=1, keepdim=True)  # (V, 1)
-    return torch.where(totals > 0, counts / totals.clamp_min(1e-30), torch.full_like(counts, 1.0 / V))
-
-
-def ref_bigram_probs(ids: Any, vocab_size: int) -> torch.Tensor:
-    """Reference for q1. Example: ids=[0, 1, 0], V=2 -> [[0, 1], [1, 0]]."""
-    return _normalize_rows(_counts(_pairs(ids), vocab_size))
-
-
-def ref_cross_entropy(probs: torch.Tensor, ids: Any) -> float:
-    """Reference for q2: mean over transitions of -ln probs[a, b]."""
-    seq = torch.as_tensor(_as_list(ids))
-    return float(-torch.log(probs[seq[:-1], seq[1:]].double()).mean())
-
-
-def ref_add_k_probs(ids: Any, vocab_size: int, k: float) -> torch.Tensor:
-    """Reference for q4."""
-    counts = _counts(_pairs(ids), vocab_size)  # (V, V)
-    return (counts + k) / (counts.sum(dim=1, keepdim=True) + k * vocab_size)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Helpers shared by the checkers
-
-
-def _show_ids(ids: Any) -> str:
-    if isinstance(ids, torch.Tensor):
-        return f"torch.tensor({ids.tolist()})"
-    return repr(ids)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), rtol=RTOL, atol=1e-5))
-
-
-def _check_matrix_type(got: Any, V: int, name: str, shown: str, counts: torch.Tensor | None = None) -> torch.Tensor:
-    """A (V, V) floating tensor, or a kind CheckFailed about the type, shape or dtype."""
-    if isinstance(got, (list, tuple)):
-        raise CheckFailed(
-            f"`{name}` returned a {type(got).__name__}; it should return a torch.Tensor of shape ({V}, {V}). "
-            f"Build it with torch.zeros(...) and tensor operations, or wrap your result in torch.tensor(...).",
-            input=shown,
-        )
-    if isinstance(got, torch.Tensor) and got.shape == (V, V) and not got.is_floating_point():
-        if counts is not None and torch.equal(got.double(), counts.double()):
-            raise CheckFailed(
-                "These look like counts, not probabilities: divide each row by its total (as floats), "
-                "counts / counts.sum(dim=1, keepdim=True), so that every row sums to 1.",
-                input=shown,
-                got=got,
-            )
-        raise CheckFailed(
-            f"`{name}` returned an integer tensor ({got.dtype}). Probabilities are fractions: use a float "
-            f"tensor, e.g. torch.zeros(V, V) (float32 by default), or convert counts with .float() before dividing.",
-            input=shown,
-            got=got,
-        )
-    if not isinstance(got, torch.Tensor):
-        extra = " Did you forget a `return` statement?" if got is None else ""
-        raise CheckFailed(
-            f"`{name}` should return a torch.Tensor of shape ({V}, {V}), but it returned "
-            f"{'None' if got is None else 'a ' + type(got).__name__}.{extra}",
-            input=shown,
-            got=got,
-        )
-    if tuple(got.shape) != (V, V):
-        raise CheckFailed(
-            f"`{name}` returned a tensor of shape {tuple(got.shape)}; it should have shape (V, V) = ({V}, {V}): "
-            f"one row per context token a, one column per next token b.",
-            input=shown,
-            got=got,
-        )
-    if not got.is_floating_point():
-        raise CheckFailed(f"`{name}` returned a {got.dtype} tensor; it should be a float tensor.", input=shown, got=got)
-    return got.detach().cpu().double()
-
-
-def _diagnose_probs(got: torch.Tensor, expected: torch.Tensor, ids: Any, V: int, name: str, shown: str) -> None:
-    """Recognise the typical mistakes of a bigram probability table; raise CheckFailed about the first found."""
-    counts = _counts(_pairs(ids), V).double()
-    seen = counts.sum(dim=1) > 0  # (V,) contexts followed by at least one token
-    unseen = ~seen
-    fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got.float())  # noqa: E731
-
-    if _close(got, counts) and not _close(counts, expected):
-        raise fail("These look like counts, not probabilities: divide each row by its total, "
-                   "counts / counts.sum(dim=1, keepdim=True), so that every row sums to 1.")
-    seen_ok = _close(got[seen], expected[seen].double())
-    if seen_ok and unseen.any():
-        bad_rows = [int(i) for i in unseen.nonzero().flatten()]
-        rows = got[unseen]
-        if torch.isnan(rows).any():
-            raise fail(f"Rows {bad_rows} are NaN: those tokens are never followed by anything, so their row "
-                       f"is 0/0. The question asks for a uniform row there: every entry 1/V = 1/{V}.")
-        if (rows == 0).all():
-            raise fail(f"Rows {bad_rows} are all zeros: those tokens are never followed by anything. "
-                       f"A row must still be a probability distribution: make it uniform, 1/V = 1/{V} each.")
-        raise fail(f"Rows for contexts that are never followed by anything ({bad_rows}) should be "
-                   f"uniform, 1/V = 1/{V} each; the other rows are right.")
-    if torch.isnan(got).any():
-        raise fail("Your table contains NaN (not a number), probably from 0/0 when a row total is zero. "
-                   "Handle empty rows separately: make them uniform, 1/V.")
-    row_sums = got.sum(dim=1)
-    col_sums = got.sum(dim=0)
-    col_seen = counts.sum(dim=0) > 0
-    if not torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4) and torch.allclose(
-        col_sums[col_seen], torch.ones_like(col_sums[col_seen]), atol=1e-4
-    ):
-        raise fail("Your columns sum to 1 instead of your rows. P[a, b] is the probability of b after a, so "
-                   "each row a must sum to 1: normalize over dim=1 (counts.sum(dim=1, keepdim=True)).")
-    seq = _as_list(ids)
-    mistakes = [
-        (list(zip(seq, seq)), "Each token is paired with itself (like zip(ids, ids)). A bigram pairs a token "
-         "with the NEXT one: zip(ids[:-1], ids[1:])."),
-        (list(zip(seq[1:-1], seq[2:])), "The first transition (ids[0] -> ids[1]) seems to be missing. "
-         "Pair every token with the next one, starting at the first: zip(ids[:-1], ids[1:])."),
-        (list(zip(seq[:-2], seq[1:-1])), "The last transition (ids[-2] -> ids[-1]) seems to be missing. "
-         "Pair every token with the next one: zip(ids[:-1], ids[1:]) has len(ids) - 1 pairs."),
-        (list(zip(seq, seq[1:] + seq[:1])), "There is an extra transition from the last token back to the "
-         "first. There are only len(ids) - 1 transitions: zip(ids[:-1], ids[1:])."),
-    ]
-    for pairs, message in mistakes:
-        cand_counts = _counts(pairs, V).double()
-        cand_seen = cand_counts.sum(dim=1) > 0
-        cand = _normalize_rows(cand_counts)
-        if cand_seen.any() and not _close(cand, expected) and _close(got[cand_seen], cand[cand_seen]):
-            raise fail(message)
-    if not torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4):
-        a = int((row_sums - 1).abs().argmax())
-        raise fail(f"Every row of the table should sum to 1 (it is a distribution over the next token), "
-                   f"but row {a} sums to {float(row_sums[a]):.4g}.")
-
 
 # ----------------------------------------------------------------------------------------------------
 # q1 bigram_probs
@@ -212,20 +73,31 @@ _Q1_CASES: list[tuple[Any, int]] = [
     ([2, 0, 0, 1, 3], 4),  # 3 appears only at the end: its row is uniform too
     (torch.randint(0, 5, (60,), generator=torch.Generator().manual_seed(1)), 5),  # a LongTensor
     ([1], 3),  # a single token: no transitions at all
+    ([0, 1, 0, 2, 0, 1, 1], 3),  # row 0 is 2/3, 1/3: a ratio that is not a whole number of halves
 ]
 
 
-def _check_bigram_probs(fn: Any, timeout: float) -> None:
-    require_callable(fn, "bigram_probs")
-    for ids, V in _Q1_CASES:
-        shown = f"ids={_show_ids(ids)}, vocab_size={V}"
+def _random_ids(rng: random.Random, V: int, n: int, as_tensor: bool) -> Any:
+    ids = [rng.randrange(V - 1) for _ in range(n)]  # the last id never occurs: its row is uniform
+    return torch.tensor(ids) if as_tensor else ids
+
+
+def _q1_hidden(rng: random.Random) -> list[tuple[Any, int]]:
+    sizes = [(rng.randint(3, 7), rng.randint(8, 40)) for _ in range(3)] + [(rng.randint(2, 4), 1)]
+    return [(_random_ids(rng, V, n, rng.random() < 0.5), V) for V, n in sizes]
+
+
+def _check_bigram_probs(fn: Any, timeout: float, cases: list[tuple[Any, int]]) -> None:
+    for ids, V in cases:
+        shown = f"ids={show_ids(ids)}, vocab_size={V}"
         arg = ids.clone() if isinstance(ids, torch.Tensor) else list(ids)
         got = call_safely(fn, arg, V, timeout=timeout, show_input=shown)
         expected = ref_bigram_probs(ids, V)
-        got64 = _check_matrix_type(got, V, "bigram_probs", shown, counts=_counts(_pairs(ids), V))
-        if _close(got64, expected):
+        got64 = check_table_type(got, V, "bigram_probs", shown, counts=count_table(transitions(ids), V))
+        if tables_close(got64, expected):
             continue
-        _diagnose_probs(got64, expected, ids, V, "bigram_probs", shown)
+        with diagnosing():
+            diagnose_probs(got64, expected, ids, V, "bigram_probs", shown)
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `bigram_probs`", show_input=shown)
 
 
@@ -241,6 +113,9 @@ q1 = Exercise(
         "is uniform: every entry 1/V."
     ),
     checker=_check_bigram_probs,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.models.ngram.NGramLM.fit",),
     hints=[
         "Count first, divide second. A sequence of n tokens has n - 1 transitions: (ids[0], ids[1]), "
         "(ids[1], ids[2]), ...",
@@ -285,20 +160,28 @@ _Q2_CASES: list[tuple[torch.Tensor, Any]] = [
 ]
 
 
-def _check_cross_entropy(fn: Any, timeout: float) -> None:
-    require_callable(fn, "cross_entropy")
-    for probs, ids in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, Any]]:
+    cases = []
+    for _ in range(3):
+        V = rng.randint(2, 6)
+        ids = [rng.randrange(V) for _ in range(rng.randint(2, 30))]
+        cases.append((_softmax_table(V, rng.randrange(2**31)), torch.tensor(ids) if rng.random() < 0.5 else ids))
+    return cases
+
+
+def _check_cross_entropy(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, Any]]) -> None:
+    for probs, ids in cases:
         n = len(ids) - 1  # transitions
         table = "uniform 1/4" if bool((probs == 0.25).all()) else f"a {tuple(probs.shape)} table"
-        shown = f"probs={table}, ids={_show_ids(ids)}"
+        shown = f"probs={table}, ids={show_ids(ids)}"
         arg = ids.clone() if isinstance(ids, torch.Tensor) else list(ids)
         got = as_number(call_safely(fn, probs.clone(), arg, timeout=timeout, show_input=shown),
                         "cross_entropy", show_input=shown)
         expected = ref_cross_entropy(probs, ids)
         if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
             continue
-        near = lambda value: math.isclose(got, value, rel_tol=RTOL, abs_tol=ATOL)  # noqa: E731
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        near = number_near(got, rtol=RTOL, atol=ATOL)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         if near(expected / math.log(2)):
             raise fail("This looks like bits (log base 2); the question asks for nats: use the natural log, "
                        "torch.log (bits = nats / ln 2).")
@@ -331,6 +214,8 @@ q2 = Exercise(
         "of a sequence of n tokens."
     ),
     checker=_check_cross_entropy,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "Each transition a -> b has probability probs[a, b] under the model. Take the log of each, average, "
         "and put a minus sign in front.",
@@ -358,16 +243,19 @@ def cross_entropy(probs, ids):
 _Q3_CASES = [math.log(4), 2.5, 1.0, 0.0]  # ln 4 -> 4 (uniform over 4 tokens); 0 -> 1 (a perfect model)
 
 
-def _check_perplexity(fn: Any, timeout: float) -> None:
-    require_callable(fn, "perplexity")
-    for ce in _Q3_CASES:
+def _q3_hidden(rng: random.Random) -> list[float]:
+    return [round(rng.uniform(0.05, 6.0), 4) for _ in range(3)]
+
+
+def _check_perplexity(fn: Any, timeout: float, cases: list[float]) -> None:
+    for ce in cases:
         shown = f"ce_nats={ce:.6g}"
         got = as_number(call_safely(fn, ce, timeout=timeout, show_input=shown), "perplexity", show_input=shown)
         expected = math.exp(ce)
         if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
             continue
-        near = lambda value: math.isclose(got, value, rel_tol=RTOL, abs_tol=ATOL)  # noqa: E731
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        near = number_near(got, rtol=RTOL, atol=ATOL)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         if near(2.0**ce):
             raise fail("This is 2 ** ce, but the cross-entropy is in nats (natural log), so the perplexity is "
                        "e ** ce: use math.exp(ce_nats). (2 ** ce is right only for a cross-entropy in bits.)")
@@ -393,6 +281,8 @@ q3 = Exercise(
         "A model that is uniform over V tokens has cross-entropy ln V and perplexity V."
     ),
     checker=_check_perplexity,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
     hints=[
         "Perplexity is 'the effective number of equally likely choices'. Uniform over 4 tokens: ce = ln 4, "
         "perplexity 4. Which function maps ln 4 to 4?",
@@ -424,41 +314,38 @@ _Q4_CASES: list[tuple[Any, int, float]] = [
 ]
 
 
-def _check_add_k_probs(fn: Any, timeout: float) -> None:
-    require_callable(fn, "add_k_probs")
-    for ids, V, k in _Q4_CASES:
-        shown = f"ids={_show_ids(ids)}, vocab_size={V}, k={k:g}"
+def _q4_hidden(rng: random.Random) -> list[tuple[Any, int, float]]:
+    cases = []
+    for _ in range(3):
+        V = rng.randint(3, 7)
+        cases.append((_random_ids(rng, V, rng.randint(5, 40), rng.random() < 0.5), V, rng.choice([0.05, 0.3, 0.7, 1.5])))
+    return cases
+
+
+def _check_add_k_probs(fn: Any, timeout: float, cases: list[tuple[Any, int, float]]) -> None:
+    for ids, V, k in cases:
+        shown = f"ids={show_ids(ids)}, vocab_size={V}, k={k:g}"
         arg = ids.clone() if isinstance(ids, torch.Tensor) else list(ids)
         got = call_safely(fn, arg, V, k, timeout=timeout, show_input=shown)
-        got64 = _check_matrix_type(got, V, "add_k_probs", shown)
+        got64 = check_table_type(got, V, "add_k_probs", shown)
         expected = ref_add_k_probs(ids, V, k)
-        counts = _counts(_pairs(ids), V).double()
+        counts = count_table(transitions(ids), V).double()
         seen = counts.sum(dim=1) > 0
         if k == 0:
             # 0/0 rows are undefined with k = 0: only the rows with data must match plain MLE.
-            if _close(got64[seen], expected[seen].double()):
+            if tables_close(got64[seen], expected[seen].double()):
                 continue
             raise CheckFailed(
                 "With k = 0, add-k smoothing is plain maximum likelihood: on the rows that have data it must "
                 "equal bigram_probs (q1). (Rows with no data are 0/0 here; any value is accepted.)",
                 input=shown, expected=expected, got=got.float(),
             )
-        if _close(got64, expected):
+        if tables_close(got64, expected):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got.float())  # noqa: E731
-        totals = counts.sum(dim=1, keepdim=True)
-        if _close(got64, (counts + k) / (totals + k)):
-            raise fail("The denominator adds k, but k was added to each of the V entries of the row: add k * V "
-                       "(vocab_size * k) so that each row still sums to 1.")
-        if _close(got64, counts + k):
-            raise fail("These are the smoothed counts, count + k; divide each row by its total, "
-                       "row total + k * V, to get probabilities.")
-        if _close(got64, _normalize_rows(counts)):
-            raise fail("This is the unsmoothed MLE table (q1): add k to every count before normalizing.")
-        if _close(got64, (counts + k) / (counts.sum(dim=0, keepdim=True) + k * V)):
-            raise fail("Your columns sum to 1 instead of your rows: divide by the ROW totals, "
-                       "counts.sum(dim=1, keepdim=True) + k * V.")
-        _diagnose_probs(got64, expected, ids, V, "add_k_probs", shown)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        with diagnosing():
+            diagnose_add_k(got64, counts, k, V, fail)
+            diagnose_probs(got64, expected, ids, V, "add_k_probs", shown)
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `add_k_probs`", show_input=shown)
 
 
@@ -472,6 +359,9 @@ q4 = Exercise(
         "k extra times. With k = 0 it must equal bigram_probs on the rows that have data."
     ),
     checker=_check_add_k_probs,
+    cases=_Q4_CASES,
+    hidden=_q4_hidden,
+    forbidden=("lmlab.models.ngram.NGramLM.fit",),
     hints=[
         "Start from the same count table as in q1. Smoothing changes the counts, not the way you normalize.",
         "Add k to every entry of the count table (all V * V of them, seen or not), then divide each row by its "
@@ -496,8 +386,4 @@ def add_k_probs(ids, vocab_size, k):
 )
 
 EXERCISES = ExerciseSet("nb01", "01 · Language models and MLE", [q1, q2, q3, q4])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 01 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

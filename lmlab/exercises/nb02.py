@@ -23,18 +23,13 @@ Tolerances: rtol 1e-4, atol 1e-6.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
 
-from lmlab.exercises.core import (
-    CheckFailed,
-    Exercise,
-    ExerciseSet,
-    call_safely,
-    compare_tensors,
-    require_callable,
-)
+from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, call_safely, compare_tensors, diagnosing
+from lmlab.exercises.describe import type_name
 
 __all__ = ["q1", "q2", "EXERCISES", "progress", "ref_softmax_grad", "ref_sgd_step"]
 
@@ -71,7 +66,7 @@ def _check_tensor(got: Any, shape: tuple[int, ...], name: str, shown: str) -> No
         extra = " Did you forget a `return` statement?" if got is None else ""
         raise CheckFailed(
             f"`{name}` should return a torch.Tensor of shape {shape}, but it returned "
-            f"{'None' if got is None else 'a ' + type(got).__name__}.{extra}",
+            f"{'None' if got is None else type_name(got)}.{extra}",
             input=shown,
             got=got,
         )
@@ -95,12 +90,21 @@ _Q1_CASES: list[tuple[torch.Tensor, torch.Tensor]] = [
     (torch.zeros(3, 4), torch.tensor([1, 1, 3])),  # uniform softmax: 1/4 everywhere
     (_logits(1, 5, 2), torch.tensor([4])),  # a single example: N = 1
     (_logits(6, 6, 3), torch.tensor([0, 1, 2, 3, 4, 5])),  # square: a softmax over dim=0 still has this shape
+    (_logits(3, 5, 4, scale=60.0), torch.tensor([1, 4, 0])),  # large logits: exp() alone overflows float32
 ]
 
 
-def _check_softmax_grad(fn: Any, timeout: float) -> None:
-    require_callable(fn, "softmax_grad")
-    for logits, targets in _Q1_CASES:
+def _q1_hidden(rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    cases = []
+    for scale in (1.0, 3.0, 80.0):
+        N, V = rng.randint(1, 7), rng.randint(2, 8)
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        cases.append((scale * torch.randn(N, V, generator=g), torch.randint(0, V, (N,), generator=g)))
+    return cases
+
+
+def _check_softmax_grad(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for logits, targets in cases:
         N, V = logits.shape
         shown = f"logits of shape ({N}, {V}), targets={targets.tolist()}"
         got = call_safely(fn, logits.clone(), targets.clone(), timeout=timeout, show_input=shown)
@@ -108,24 +112,31 @@ def _check_softmax_grad(fn: Any, timeout: float) -> None:
         expected = ref_softmax_grad(logits, targets)
         if _close(got, expected):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got.detach().float())  # noqa: E731
-        onehot = torch.nn.functional.one_hot(targets, V).double()
-        if _close(got, expected * N):
-            raise fail(f"This is N = {N} times too big: it is the gradient of the SUM of the losses. The loss is "
-                       f"the MEAN over the N examples, so divide by N (logits.shape[0]).")
-        if _close(got, -expected):
-            raise fail("The sign is flipped: the gradient is softmax - one_hot (predicted minus target), "
-                       "not one_hot - softmax.")
-        if _close(got, (torch.softmax(logits.double(), dim=0) - onehot) / N) or _close(
-            got, torch.softmax(logits.double(), dim=0) - onehot
-        ):
-            raise fail("The softmax is taken over the wrong axis (dim=0, across examples). Each row is one "
-                       "example's distribution over the V next tokens: use torch.softmax(logits, dim=1), "
-                       "so that every row sums to 1.")
-        if _close(got, torch.softmax(logits.double(), dim=1) / N):
-            raise fail("The one-hot target is missing: subtract 1 at each row's target column, "
-                       "(softmax - one_hot(targets)) / N.")
+        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        with diagnosing():
+            _diagnose_softmax_grad(got, expected, logits, targets, fail)
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `softmax_grad`", show_input=shown)
+
+
+def _diagnose_softmax_grad(got: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                           fail: Any) -> None:
+    N, V = logits.shape
+    onehot = torch.nn.functional.one_hot(targets, V).double()
+    if _close(got, expected * N):
+        raise fail(f"This is N = {N} times too big: it is the gradient of the SUM of the losses. The loss is "
+                   f"the MEAN over the N examples, so divide by N (logits.shape[0]).")
+    if _close(got, -expected):
+        raise fail("The sign is flipped: the gradient is softmax - one_hot (predicted minus target), "
+                   "not one_hot - softmax.")
+    if _close(got, (torch.softmax(logits.double(), dim=0) - onehot) / N) or _close(
+        got, torch.softmax(logits.double(), dim=0) - onehot
+    ):
+        raise fail("The softmax is taken over the wrong axis (dim=0, across examples). Each row is one "
+                   "example's distribution over the V next tokens: use torch.softmax(logits, dim=1), "
+                   "so that every row sums to 1.")
+    if _close(got, torch.softmax(logits.double(), dim=1) / N):
+        raise fail("The one-hot target is missing: subtract 1 at each row's target column, "
+                   "(softmax - one_hot(targets)) / N.")
 
 
 q1 = Exercise(
@@ -138,6 +149,9 @@ q1 = Exercise(
         "`targets` is a LongTensor of N class ids. Do not use autograd: use the formula from the notebook."
     ),
     checker=_check_softmax_grad,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("torch.autograd.backward", "torch.autograd.grad"),
     hints=[
         "For one example the gradient of -log softmax(z)[y] with respect to z is softmax(z) - one_hot(y). "
         "The loss is the mean over N examples.",
@@ -172,28 +186,31 @@ _Q2_CASES: list[tuple[torch.Tensor, torch.Tensor, float]] = [
 ]
 
 
-def _check_sgd_step(fn: Any, timeout: float) -> None:
-    require_callable(fn, "sgd_step")
-    for params, grads, lr in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    cases = []
+    for shape in [(rng.randint(1, 6),), (rng.randint(1, 4), rng.randint(1, 5))]:
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        cases.append((torch.randn(shape, generator=g), torch.randn(shape, generator=g), rng.choice([0.01, 0.3, 1.5])))
+    return cases
+
+
+def _check_sgd_step(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, torch.Tensor, float]]) -> None:
+    for params, grads, lr in cases:
         shown = f"params={params.tolist()}, grads={grads.tolist()}, lr={lr:g}"
-        p_in = params.clone()
-        got = call_safely(fn, p_in, grads.clone(), lr, timeout=timeout, show_input=shown)
+        got = call_safely(fn, params.clone(), grads.clone(), lr, timeout=timeout, show_input=shown)
         _check_tensor(got, tuple(params.shape), "sgd_step", shown)
         expected = ref_sgd_step(params, grads, lr)
         if _close(got, expected):
-            if lr != 0 and got is p_in:
-                raise CheckFailed("The values are right, but you changed `params` in place and returned it. "
-                                  "Return a NEW tensor, params - lr * grads, and leave the input unchanged.",
-                                  input=shown)
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got.detach().float())  # noqa: E731
-        if _close(got, params + lr * grads):
-            raise fail("You stepped uphill: params + lr * grads increases the loss. Gradient DESCENT "
-                       "moves against the gradient: params - lr * grads.")
-        if _close(got, -lr * grads):
-            raise fail("This is only the update, -lr * grads; add it to the parameters: params - lr * grads.")
-        if _close(got, params - grads):
-            raise fail("The learning rate is missing: scale the gradient by lr, params - lr * grads.")
+        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        with diagnosing():
+            if _close(got, params + lr * grads):
+                raise fail("You stepped uphill: params + lr * grads increases the loss. Gradient DESCENT "
+                           "moves against the gradient: params - lr * grads.")
+            if _close(got, -lr * grads):
+                raise fail("This is only the update, -lr * grads; add it to the parameters: params - lr * grads.")
+            if _close(got, params - grads):
+                raise fail("The learning rate is missing: scale the gradient by lr, params - lr * grads.")
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `sgd_step`", show_input=shown)
 
 
@@ -206,6 +223,8 @@ q2 = Exercise(
         "descent, a new tensor of the same shape as `params` (do not modify `params` in place)."
     ),
     checker=_check_sgd_step,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "The gradient points in the direction in which the loss grows fastest. Which way should you move?",
         "Take a step of size lr against the gradient.",
@@ -224,8 +243,4 @@ def sgd_step(params, grads, lr):
 )
 
 EXERCISES = ExerciseSet("nb02", "02 · Gradient descent", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 02 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -24,6 +24,7 @@ Tolerances: rtol 1e-4, atol 1e-5 (float32).
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -38,10 +39,13 @@ from lmlab.exercises.core import (
     call_safely,
     compare_numbers,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    number_near,
+    tensors_close,
 )
+from lmlab.exercises.describe import type_name
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_lstm_cell", "ref_lm_loss"]
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_lstm_cell", "ref_lm_loss", "lstm_variant", "lstm_case"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -49,7 +53,7 @@ RTOL, ATOL = 1e-4, 1e-5
 # References
 
 
-def _cell(x, h, c, W_ih, W_hh, b_ih, b_hh, order="ifgo", tanh_c=True, g_act="tanh"):
+def lstm_variant(x, h, c, W_ih, W_hh, b_ih, b_hh, order="ifgo", tanh_c=True, g_act="tanh"):
     """One LSTM step with the gate blocks read in `order` (the reference is "ifgo"); variants for diagnosis."""
     gates = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh  # (B, 4H)
     blocks = dict(zip(order, gates.chunk(4, dim=1)))  # each (B, H)
@@ -62,7 +66,7 @@ def _cell(x, h, c, W_ih, W_hh, b_ih, b_hh, order="ifgo", tanh_c=True, g_act="tan
 
 def ref_lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     """Reference for q1: the same numbers as ``nn.LSTMCell`` with these weights."""
-    return _cell(x, h, c, W_ih, W_hh, b_ih, b_hh)
+    return lstm_variant(x, h, c, W_ih, W_hh, b_ih, b_hh)
 
 
 def ref_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -75,59 +79,64 @@ def ref_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 # q1 lstm_cell
 
 
-def _q1_case(B: int, E: int, H: int, seed: int) -> tuple[torch.Tensor, ...]:
+def lstm_case(B: int, E: int, H: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Random x (B, E), h and c (B, H), W_ih (4H, E), W_hh (4H, H), b_ih and b_hh (4H,) from `seed`."""
     g = torch.Generator().manual_seed(seed)
-    r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    return r(B, E), r(B, H), r(B, H), r(4 * H, E) * 0.5, r(4 * H, H) * 0.5, r(4 * H), r(4 * H)
+    shapes = [(B, E), (B, H), (B, H), (4 * H, E), (4 * H, H), (4 * H,), (4 * H,)]
+    scales = [1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0]
+    return tuple(torch.randn(*shape, generator=g) * scale for shape, scale in zip(shapes, scales))
 
 
 _Q1_CASES = [(2, 3, 4, 0), (1, 5, 2, 1), (3, 4, 6, 2)]
 
 
+def _q1_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
+    return [(rng.randint(1, 4), rng.randint(1, 6), rng.randint(1, 6), rng.randrange(2**31)) for _ in range(3)]
+
+
 def _close(a: torch.Tensor, b: Any) -> bool:
-    return (isinstance(b, torch.Tensor) and a.shape == b.shape
-            and bool(torch.allclose(a.double(), b.detach().double(), rtol=RTOL, atol=ATOL)))
+    return tensors_close(a, b, rtol=RTOL, atol=ATOL)
 
 
-def _check_lstm_cell(fn: Any, timeout: float) -> None:
-    require_callable(fn, "lstm_cell")
-    for B, E, H, seed in _Q1_CASES:
-        args = _q1_case(B, E, H, seed)
+def _check_lstm_cell(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+    for B, E, H, seed in cases:
+        args = lstm_case(B, E, H, seed)
         shown = f"B={B}, E={E}, H={H} (random x, h, c, weights; seed {seed})"
         got = call_safely(fn, *[a.clone() for a in args], timeout=timeout, show_input=shown)
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
             extra = " Did you forget a `return` statement?" if got is None else ""
             raise CheckFailed(f"`lstm_cell` should return a tuple (h_new, c_new) of two tensors of shape ({B}, {H}), "
-                              f"but it returned {describe_type(got)}.{extra}", input=shown)
+                              f"but it returned {'None' if got is None else type_name(got)}.{extra}", input=shown)
         h_got, c_got = got
         h_exp, c_exp = ref_lstm_cell(*args)
         if _close(h_exp, h_got) and _close(c_exp, c_got):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=h_exp, got=h_got)  # noqa: E731
-        if _close(c_exp, h_got) and _close(h_exp, c_got):
-            raise fail("h and c are swapped: return (h_new, c_new), in that order.")
-        for order in ("ifog", "figo", "iofg", "giof", "oifg"):
-            h_w, c_w = _cell(*args, order=order)
-            if _close(h_w, h_got) and _close(c_w, c_got):
-                raise fail(f"The gates are read in the order {', '.join(order)}. PyTorch stacks the four blocks of "
-                           "W_ih, W_hh and the biases in the order i, f, g, o (input, forget, cell candidate, "
-                           "output): i, f, g, o = gates.chunk(4, dim=1).")
-        h_w, c_w = _cell(*args, tanh_c=False)
-        if _close(h_w, h_got) and _close(c_exp, c_got):
-            raise fail("c_new is right but h_new is not: the new hidden state squashes the cell first, "
-                       "h_new = o * tanh(c_new), not o * c_new.")
-        h_w, c_w = _cell(*args, g_act="sigmoid")
-        if _close(h_w, h_got) and _close(c_w, c_got):
-            raise fail("The cell candidate g uses tanh (values in (-1, 1), so the cell can also decrease), "
-                       "not a sigmoid; i, f and o use the sigmoid.")
-        if _close(c_exp, c_got):
-            raise fail("c_new is right but h_new is not: h_new = o * tanh(c_new), with o = sigmoid of the 4th block.")
+        with diagnosing():
+            _diagnose_lstm(args, h_got, c_got, CheckFailed.at(input=shown, expected=h_exp, got=h_got))
         compare_tensors(c_exp, c_got, rtol=RTOL, atol=ATOL, name="Your c_new", show_input=shown)
         compare_tensors(h_exp, h_got, rtol=RTOL, atol=ATOL, name="Your h_new", show_input=shown)
 
 
-def describe_type(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+def _diagnose_lstm(args: tuple[torch.Tensor, ...], h_got: Any, c_got: Any, fail: Any) -> None:
+    h_exp, c_exp = ref_lstm_cell(*args)
+    if _close(c_exp, h_got) and _close(h_exp, c_got):
+        raise fail("h and c are swapped: return (h_new, c_new), in that order.")
+    for order in ("ifog", "figo", "iofg", "giof", "oifg"):
+        h_w, c_w = lstm_variant(*args, order=order)
+        if _close(h_w, h_got) and _close(c_w, c_got):
+            raise fail(f"The gates are read in the order {', '.join(order)}. PyTorch stacks the four blocks of "
+                       "W_ih, W_hh and the biases in the order i, f, g, o (input, forget, cell candidate, "
+                       "output): i, f, g, o = gates.chunk(4, dim=1).")
+    h_w, c_w = lstm_variant(*args, tanh_c=False)
+    if _close(h_w, h_got) and _close(c_exp, c_got):
+        raise fail("c_new is right but h_new is not: the new hidden state squashes the cell first, "
+                   "h_new = o * tanh(c_new), not o * c_new.")
+    h_w, c_w = lstm_variant(*args, g_act="sigmoid")
+    if _close(h_w, h_got) and _close(c_w, c_got):
+        raise fail("The cell candidate g uses tanh (values in (-1, 1), so the cell can also decrease), "
+                   "not a sigmoid; i, f and o use the sigmoid.")
+    if _close(c_exp, c_got):
+        raise fail("c_new is right but h_new is not: h_new = o * tanh(c_new), with o = sigmoid of the 4th block.")
 
 
 q1 = Exercise(
@@ -141,6 +150,8 @@ q1 = Exercise(
         "i, f, o = sigmoid(...), g = tanh(...), c_new = f * c + i * g, h_new = o * tanh(c_new)."
     ),
     checker=_check_lstm_cell,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
     hints=[
         "First compute all four pre-activations at once: gates = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh, shape (B, 4H).",
         "Split along dim 1 into four (B, H) blocks in the order i, f, g, o: gates.chunk(4, dim=1). "
@@ -178,9 +189,14 @@ def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 _Q2_CASES = [(2, 3, 5, 0), (4, 6, 6, 1), (3, 7, 7, 2), (1, 4, 3, 3)]  # two with T == V: no error, wrong number
 
 
-def _check_lm_loss(fn: Any, timeout: float) -> None:
-    require_callable(fn, "lm_loss")
-    for B, T, V, seed in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
+    T = rng.randint(2, 7)
+    return [(rng.randint(2, 4), T, T, rng.randrange(2**31)),  # T == V
+            (rng.randint(1, 4), rng.randint(2, 7), rng.randint(8, 12), rng.randrange(2**31))]
+
+
+def _check_lm_loss(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+    for B, T, V, seed in cases:
         logits, targets = _q2_case(B, T, V, seed)
         shown = f"logits: random ({B}, {T}, {V}), targets: random ({B}, {T}) ids"
         try:
@@ -197,24 +213,29 @@ def _check_lm_loss(fn: Any, timeout: float) -> None:
         expected = float(ref_lm_loss(logits, targets))
         if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
             continue
-        near = lambda value: math.isclose(got, float(value), rel_tol=RTOL, abs_tol=ATOL)  # noqa: E731
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-        if T == V and near(F.cross_entropy(logits, targets)):
-            raise fail(f"With T == V = {V} the unflattened call F.cross_entropy(logits, targets) runs without an "
-                       "error but is wrong: it reads dim 1 (time) as the classes and dim 2 as time. Flatten first: "
-                       "F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)).")
-        if B > 1 and near(F.cross_entropy(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))):
-            raise fail("The logits were flattened in (T, B) order (after a transpose(0, 1), as with batch_first=False) "
-                       "but the targets in (B, T) order, so each prediction is scored against another position's "
-                       "target. Flatten both the same way: logits.reshape(-1, V) and targets.reshape(-1).")
-        if B > 1 and near(F.cross_entropy(logits.reshape(-1, V), targets.T.reshape(-1))):
-            raise fail("The targets were transposed (targets.T) before flattening, so they no longer line up with "
-                       "the logits. Flatten both in (B, T) order: targets.reshape(-1).")
-        if near(expected * B * T):
-            raise fail(f"This is the sum over the {B * T} positions; the loss is the mean (reduction='mean', the default).")
-        if near(-expected):
-            raise fail("The sign is flipped: the loss is the NEGATIVE mean log-probability of the targets.")
+        with diagnosing():
+            _diagnose_lm_loss(got, expected, logits, targets, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_numbers(expected, got, rtol=RTOL, atol=ATOL, name="Your loss", show_input=shown)
+
+
+def _diagnose_lm_loss(got: float, expected: float, logits: torch.Tensor, targets: torch.Tensor, fail: Any) -> None:
+    B, T, V = logits.shape
+    near = number_near(got, rtol=RTOL, atol=ATOL)
+    if T == V and near(F.cross_entropy(logits, targets)):
+        raise fail(f"With T == V = {V} the unflattened call F.cross_entropy(logits, targets) runs without an "
+                   "error but is wrong: it reads dim 1 (time) as the classes and dim 2 as time. Flatten first: "
+                   "F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)).")
+    if B > 1 and near(F.cross_entropy(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))):
+        raise fail("The logits were flattened in (T, B) order (after a transpose(0, 1), as with batch_first=False) "
+                   "but the targets in (B, T) order, so each prediction is scored against another position's "
+                   "target. Flatten both the same way: logits.reshape(-1, V) and targets.reshape(-1).")
+    if B > 1 and near(F.cross_entropy(logits.reshape(-1, V), targets.T.reshape(-1))):
+        raise fail("The targets were transposed (targets.T) before flattening, so they no longer line up with "
+                   "the logits. Flatten both in (B, T) order: targets.reshape(-1).")
+    if near(expected * B * T):
+        raise fail(f"This is the sum over the {B * T} positions; the loss is the mean (reduction='mean', the default).")
+    if near(-expected):
+        raise fail("The sign is flipped: the loss is the NEGATIVE mean log-probability of the targets.")
 
 
 q2 = Exercise(
@@ -227,6 +248,8 @@ q2 = Exercise(
         "ids of the next tokens. F.cross_entropy wants (N, V) logits and (N,) targets."
     ),
     checker=_check_lm_loss,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "F.cross_entropy(input, target) treats dim 1 of `input` as the classes. In (B, T, V) logits dim 1 is time.",
         "Merge batch and time into one dimension of N = B * T predictions, the same way for logits and targets.",
@@ -248,8 +271,4 @@ def lm_loss(logits, targets):
 )
 
 EXERCISES = ExerciseSet("nb04", "04 · An LSTM language model", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 04 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -25,6 +25,7 @@ Tolerances: rtol 1e-4, atol 1e-5 (float32).
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -35,10 +36,13 @@ from lmlab.exercises.core import (
     ExerciseSet,
     call_safely,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    tensors_close,
 )
+from lmlab.exercises.describe import type_name
 
-__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_attention", "ref_causal_mask", "ref_split_heads"]
+__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_attention", "ref_causal_mask", "ref_split_heads",
+           "attention_variant", "attention_case"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -46,10 +50,13 @@ RTOL, ATOL = 1e-4, 1e-5
 # References
 
 
-def _attention(q, k, v, mask=None, *, scale="sqrt", softmax_dim=-1, invert_mask=False, transpose_scores=False):
+def attention_variant(q, k, v, mask=None, *, scale="sqrt", softmax_dim=-1, invert_mask=False,
+                      transpose_scores=False):
     """Attention with switches for the typical mistakes (the reference is the default)."""
     scores = q @ k.transpose(-2, -1)  # (..., T_q, T_k)
     if transpose_scores:
+        if q.size(-2) != k.size(-2):
+            raise ValueError("transposed scores have another shape when T_q != T_k: not this mistake")
         scores = scores.transpose(-2, -1)  # k q^T: key i scored against query j
     d_k = q.size(-1)
     scores = scores / {"sqrt": math.sqrt(d_k), "none": 1.0, "d_k": float(d_k)}[scale]
@@ -61,7 +68,7 @@ def _attention(q, k, v, mask=None, *, scale="sqrt", softmax_dim=-1, invert_mask=
 
 def ref_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None):
     """Reference for q1: the same numbers as ``lmlab.attention.scaled_dot_product_attention``."""
-    return _attention(q, k, v, mask)
+    return attention_variant(q, k, v, mask)
 
 
 def ref_causal_mask(T: int) -> torch.Tensor:
@@ -76,49 +83,59 @@ def ref_split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def _close(a: torch.Tensor, b: Any) -> bool:
-    return (isinstance(b, torch.Tensor) and a.shape == b.shape
-            and bool(torch.allclose(a.double(), b.detach().double(), rtol=RTOL, atol=ATOL)))
+    return tensors_close(a, b, rtol=RTOL, atol=ATOL)
 
 
 def _type_of(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+    return "None" if value is None else type_name(value)
 
 
 # ----------------------------------------------------------------------------------------------------
 # q1 attention
 
 
-def _q1_case(shape_q, T_k, d_v, mask_kind, seed):
+def attention_case(shape_q: tuple[int, ...], T_k: int, d_v: int, mask_kind: str | None, seed: int,
+                   scale: float = 1.5) -> tuple[tuple[Any, ...], str]:
+    """Random q (shape_q), k and v with T_k keys, a mask (None, "causal" or "padding"); and how to show them."""
     g = torch.Generator().manual_seed(seed)
     *lead, T_q, d_k = shape_q
-    q = torch.randn(*shape_q, generator=g) * 1.5
-    k = torch.randn(*lead, T_k, d_k, generator=g) * 1.5
+    q = torch.randn(*shape_q, generator=g) * scale
+    k = torch.randn(*lead, T_k, d_k, generator=g) * scale
     v = torch.randn(*lead, T_k, d_v, generator=g)
     if mask_kind is None:
         mask, what = None, "no mask"
     elif mask_kind == "causal":
         mask, what = ref_causal_mask(T_q), "causal mask (T, T)"
-    else:  # padding: the last key of row 1 is padding; shape (B, 1, T_k)
+    else:  # padding: the last 2 keys of row 1 are padding; shape (B, 1, T_k)
         mask = torch.ones(lead[0], 1, T_k, dtype=torch.bool)
         mask[1, 0, -2:] = False
         what = f"padding mask of shape {tuple(mask.shape)}, the last 2 keys of row 1 masked"
-    shown = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} (random, seed {seed}), {what}"
+    size = "" if scale == 1.5 else f", values scaled by {scale:g}"
+    shown = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} (random, seed {seed}{size}), {what}"
     return (q, k, v, mask), shown
 
 
-_Q1_CASES = [  # (q shape, T_k, d_v, mask, seed)
+_Q1_CASES = [  # (q shape, T_k, d_v, mask, seed[, scale])
     ((3, 4), 3, 4, None, 0),  # no batch dims, square scores
     ((2, 5, 8), 5, 8, None, 1),
     ((2, 3, 6), 7, 5, None, 2),  # 3 queries over 7 keys, d_v != d_k
     ((2, 2, 5, 4), 5, 4, "causal", 3),  # batch and heads
     ((2, 4, 8), 6, 3, "padding", 4),
+    ((2, 4, 8), 4, 3, "causal", 5, 30.0),  # large scores (about 1000): exp() alone overflows
 ]
 
 
-def _check_attention(fn: Any, timeout: float) -> None:
-    require_callable(fn, "attention")
-    for shape_q, T_k, d_v, mask_kind, seed in _Q1_CASES:
-        (q, k, v, mask), shown = _q1_case(shape_q, T_k, d_v, mask_kind, seed)
+def _q1_hidden(rng: random.Random) -> list[tuple[Any, ...]]:
+    B, T_q, T_k, d = rng.randint(2, 3), rng.randint(1, 6), rng.randint(2, 8), rng.randint(2, 9)
+    T = rng.randint(2, 6)
+    return [((B, T_q, d), T_k, rng.randint(1, 6), None, rng.randrange(2**31)),
+            ((B, 2, T, d), T, d, "causal", rng.randrange(2**31), 40.0),
+            ((B, T_q, d), T_k + 2, d, "padding", rng.randrange(2**31))]
+
+
+def _check_attention(fn: Any, timeout: float, cases: list[tuple[Any, ...]]) -> None:
+    for case in cases:
+        (q, k, v, mask), shown = attention_case(*case)
         args = [q.clone(), k.clone(), v.clone()] + ([] if mask is None else [mask.clone()])
         got = call_safely(fn, *args, timeout=timeout, show_input=shown)
         out_exp, w_exp = ref_attention(q, k, v, mask)
@@ -130,37 +147,49 @@ def _check_attention(fn: Any, timeout: float) -> None:
         out_got, w_got = got
         if _close(out_exp, out_got) and _close(w_exp, w_got):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=w_exp, got=w_got)  # noqa: E731
-        if _close(w_exp, out_got) and _close(out_exp, w_got):
-            raise fail("out and weights are swapped: return (out, weights), in that order.")
-        if isinstance(w_got, torch.Tensor) and w_got.shape == w_exp.shape and w_got.is_floating_point():
-            for kwargs, msg in [
-                (dict(scale="none"), "The scores are not scaled: divide q @ k^T by sqrt(d_k), with d_k = q.size(-1). "
-                 "Without it the scores grow with d_k and the softmax saturates."),
-                (dict(scale="d_k"), "The scores are divided by d_k; the scale is 1 / sqrt(d_k) "
-                 "(math.sqrt(q.size(-1))), which keeps the scores at variance 1."),
-                (dict(softmax_dim=-2), "The softmax runs over the queries (dim -2), so the columns sum to 1. Each "
-                 "query's row must be a distribution over the keys: torch.softmax(scores, dim=-1)."),
-                (dict(transpose_scores=True), "The scores are transposed (k @ q^T instead of q @ k^T): row i must "
-                 "score query i against every key, scores = q @ k.transpose(-2, -1)."),
-            ]:
-                if _close(_attention(q, k, v, mask, **kwargs)[1], w_got):
-                    raise fail(msg)
-            if mask is not None:
-                w_inv = _attention(q, k, v, mask, invert_mask=True)[1]
-                same_where_defined = torch.isnan(w_inv) | torch.isclose(w_inv, w_got.detach(), rtol=RTOL, atol=ATOL)
-                if bool(same_where_defined.all()):
-                    raise fail("The mask is inverted. In lmlab True means 'may attend', so the positions to block "
-                               "are ~mask: scores.masked_fill(~mask, float('-inf')). (nn.MultiheadAttention uses "
-                               "the opposite convention.)")
-                if bool((w_got.detach()[~mask.expand_as(w_got)] != 0).any()):
-                    raise fail("Some masked-out positions get a nonzero weight. Set their scores to -inf before "
-                               "the softmax: scores.masked_fill(~mask, float('-inf')).")
-            sums = w_got.detach().sum(-1)
-            if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-                raise fail("The rows of weights do not sum to 1: apply the softmax over the last dim (the keys).")
+        with diagnosing():
+            _diagnose_attention((q, k, v, mask), out_got, w_got, CheckFailed.at(input=shown, expected=w_exp, got=w_got))
         compare_tensors(w_exp, w_got, rtol=RTOL, atol=ATOL, name="Your weights", show_input=shown)
         compare_tensors(out_exp, out_got, rtol=RTOL, atol=ATOL, name="Your out", show_input=shown)
+
+
+_TYPICAL = [
+    (dict(scale="none"), "The scores are not scaled: divide q @ k^T by sqrt(d_k), with d_k = q.size(-1). "
+     "Without it the scores grow with d_k and the softmax saturates."),
+    (dict(scale="d_k"), "The scores are divided by d_k; the scale is 1 / sqrt(d_k) "
+     "(math.sqrt(q.size(-1))), which keeps the scores at variance 1."),
+    (dict(softmax_dim=-2), "The softmax runs over the queries (dim -2), so the columns sum to 1. Each "
+     "query's row must be a distribution over the keys: torch.softmax(scores, dim=-1)."),
+    (dict(transpose_scores=True), "The scores are transposed (k @ q^T instead of q @ k^T): row i must "
+     "score query i against every key, scores = q @ k.transpose(-2, -1)."),
+]
+
+
+def _diagnose_attention(inputs: tuple[Any, ...], out_got: Any, w_got: Any, fail: Any) -> None:
+    q, k, v, mask = inputs
+    out_exp, w_exp = ref_attention(q, k, v, mask)
+    if _close(w_exp, out_got) and _close(out_exp, w_got):
+        raise fail("out and weights are swapped: return (out, weights), in that order.")
+    if not (isinstance(w_got, torch.Tensor) and w_got.shape == w_exp.shape and w_got.is_floating_point()):
+        return
+    if bool(torch.isnan(w_got).any()) and not bool(torch.isnan(w_exp).any()) and bool((q.abs() > 10).any()):
+        raise fail("Your weights contain NaN where the scores are large: exp() of a large score overflows to "
+                   "inf, and inf / inf is NaN. Subtract each row's maximum before exp(), or use torch.softmax.")
+    for kwargs, msg in _TYPICAL:
+        if _close(attention_variant(q, k, v, mask, **kwargs)[1], w_got):
+            raise fail(msg)
+    if mask is not None:
+        w_inv = attention_variant(q, k, v, mask, invert_mask=True)[1]
+        if bool((torch.isnan(w_inv) | torch.isclose(w_inv, w_got, rtol=RTOL, atol=ATOL)).all()):
+            raise fail("The mask is inverted. In lmlab True means 'may attend', so the positions to block "
+                       "are ~mask: scores.masked_fill(~mask, float('-inf')). (nn.MultiheadAttention uses "
+                       "the opposite convention.)")
+        if bool((w_got[~mask.expand_as(w_got)] != 0).any()):
+            raise fail("Some masked-out positions get a nonzero weight. Set their scores to -inf before "
+                       "the softmax: scores.masked_fill(~mask, float('-inf')).")
+    sums = w_got.sum(-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        raise fail("The rows of weights do not sum to 1: apply the softmax over the last dim (the keys).")
 
 
 q1 = Exercise(
@@ -174,6 +203,9 @@ q1 = Exercise(
         "True = may attend: blocked positions get weight 0."
     ),
     checker=_check_attention,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.attention.scaled_dot_product_attention",),
     hints=[
         "Scores first: q @ k.transpose(-2, -1) has shape (..., T_q, T_k); transpose the last two dims of k only, "
         "so batch and head dims stay in place. Divide by math.sqrt(q.size(-1)).",
@@ -206,9 +238,8 @@ def attention(q, k, v, mask=None):
 # q2 causal_mask
 
 
-def _check_causal_mask(fn: Any, timeout: float) -> None:
-    require_callable(fn, "causal_mask")
-    for T in (4, 6, 1):
+def _check_causal_mask(fn: Any, timeout: float, cases: list[int]) -> None:
+    for T in cases:
         shown = f"T={T}"
         got = call_safely(fn, T, timeout=timeout, show_input=shown)
         expected = ref_causal_mask(T)
@@ -220,7 +251,7 @@ def _check_causal_mask(fn: Any, timeout: float) -> None:
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype == torch.bool:
             if torch.equal(got, expected):
                 continue
-            fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+            fail = CheckFailed.at(input=shown, expected=expected, got=got)
             if torch.equal(got, ~expected):
                 raise fail("The mask is inverted: True marks the blocked (future) positions, which is "
                            "nn.MultiheadAttention's convention. In lmlab True = may attend: query i (row i) may see "
@@ -243,6 +274,9 @@ q2 = Exercise(
         "key j (column): j <= i, so a token sees itself and the past but not the future."
     ),
     checker=_check_causal_mask,
+    cases=[4, 6, 1],
+    hidden=lambda rng: [rng.randint(2, 12) for _ in range(2)],
+    forbidden=("lmlab.attention.causal_mask",),
     hints=[
         "Draw it for T = 3: row 0 has one True, row 1 two, row 2 three. Which triangle is that?",
         "torch.tril keeps the lower triangle, including the diagonal. Start from a (T, T) tensor of True.",
@@ -269,9 +303,16 @@ def causal_mask(T):
 _Q3_CASES = [(2, 3, 8, 2), (1, 5, 12, 3), (2, 4, 6, 6), (3, 2, 8, 1)]  # (B, T, C, nh)
 
 
-def _check_split_heads(fn: Any, timeout: float) -> None:
-    require_callable(fn, "split_heads")
-    for B, T, C, nh in _Q3_CASES:
+def _q3_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
+    cases = []
+    for _ in range(2):
+        nh = rng.randint(2, 4)
+        cases.append((rng.randint(1, 3), rng.randint(2, 5), nh * rng.randint(1, 4), nh))
+    return cases
+
+
+def _check_split_heads(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+    for B, T, C, nh in cases:
         hs = C // nh
         x = torch.arange(B * T * C, dtype=torch.float32).view(B, T, C)  # readable values: channel + C * (t + T * b)
         shown = f"x = torch.arange({B * T * C}.).view({B}, {T}, {C}), n_head={nh} (head size {hs})"
@@ -279,8 +320,8 @@ def _check_split_heads(fn: Any, timeout: float) -> None:
         expected = ref_split_heads(x, nh)
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and _close(expected, got):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=f"shape {tuple(expected.shape)}", got=got)  # noqa: E731
-        if isinstance(got, torch.Tensor):
+        fail = CheckFailed.at(input=shown, expected=f"shape {tuple(expected.shape)}", got=got)
+        with diagnosing():
             if got.shape == (B, T, nh, hs):
                 raise fail("The shape is (B, T, nh, hs): after the view, move the heads next to the batch with "
                            ".transpose(1, 2) to get (B, nh, T, hs).")
@@ -304,6 +345,8 @@ q3 = Exercise(
         "that attention treats them as separate batches."
     ),
     checker=_check_split_heads,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
     hints=[
         "Two steps: first split each token's C channels into nh groups of hs, then reorder the dimensions.",
         "x.view(B, T, n_head, C // n_head) has shape (B, T, nh, hs). Which two dims must swap?",
@@ -325,8 +368,4 @@ def split_heads(x, n_head):
 )
 
 EXERCISES = ExerciseSet("nb05", "05 · Self-attention", [q1, q2, q3])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 05 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

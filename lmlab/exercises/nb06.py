@@ -23,6 +23,7 @@ Tolerances (q2): rtol 1e-4, atol 1e-5 (float32).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -35,11 +36,14 @@ from lmlab.exercises.core import (
     as_number,
     call_safely,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    tensors_close,
 )
+from lmlab.exercises.fixtures import FirstOutput
 from lmlab.models.gpt import GPTConfig
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_count_params", "ref_block_forward"]
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_count_params", "ref_block_forward", "count_variant", "block_parts",
+           "wrong_blocks"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -47,8 +51,8 @@ RTOL, ATOL = 1e-4, 1e-5
 # References
 
 
-def _count(config: GPTConfig, *, tied: bool = True, linear_bias: bool | None = None, ln_bias: bool | None = None,
-           block_ln: bool = True, final_ln: bool = True, pos: bool = True) -> int:
+def count_variant(config: GPTConfig, *, tied: bool = True, linear_bias: bool | None = None,
+                  ln_bias: bool | None = None, block_ln: bool = True, final_ln: bool = True, pos: bool = True) -> int:
     """Parameters of GPT(config); the keyword arguments make the typical wrong counts, for diagnosis."""
     V, T, L, C = config.vocab_size, config.block_size, config.n_layer, config.n_embd
     lb = config.bias if linear_bias is None else linear_bias
@@ -62,7 +66,7 @@ def _count(config: GPTConfig, *, tied: bool = True, linear_bias: bool | None = N
 
 def ref_count_params(config: GPTConfig) -> int:
     """Reference for q1: V C + T C + L (12 C^2 + 13 C) + 2 C with biases; equals sum of numel of GPT(config)."""
-    return _count(config)
+    return count_variant(config)
 
 
 def ref_block_forward(x, ln_1, attn, ln_2, mlp):
@@ -87,43 +91,57 @@ def _show(c: GPTConfig) -> str:
             f"n_head={c.n_head}, n_embd={c.n_embd}, bias={c.bias})")
 
 
-def _check_count_params(fn: Any, timeout: float) -> None:
-    require_callable(fn, "count_params")
-    for config in _Q1_CONFIGS:
+def _q1_hidden(rng: random.Random) -> list[GPTConfig]:
+    configs = []
+    for bias in (True, False):
+        n_head = rng.randint(1, 4)
+        configs.append(GPTConfig(vocab_size=rng.randint(5, 300), block_size=rng.randint(4, 256),
+                                 n_layer=rng.randint(1, 6), n_head=n_head, n_embd=n_head * rng.randint(2, 24),
+                                 bias=bias))
+    return configs
+
+
+def _check_count_params(fn: Any, timeout: float, cases: list[GPTConfig]) -> None:
+    for config in cases:
         shown = _show(config)
         raw = call_safely(fn, GPTConfig(**vars(config)), timeout=timeout, show_input=shown)
         got = as_number(raw, "count_params", show_input=shown)
         expected = ref_count_params(config)
         if got == expected:
             continue
-        V, T, C = config.vocab_size, config.block_size, config.n_embd
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=raw)  # noqa: E731
-        if got == _count(config, tied=False):
-            raise fail(f"The output layer is counted twice: lm_head.weight IS the token embedding wte.weight (weight "
-                       f"tying, one Parameter used twice), so its V * C = {V * C:,} weights count once.")
-        if got == _count(config, pos=False):
-            raise fail(f"The position embedding is missing: GPT learns a table of block_size x n_embd = {T * C:,} "
-                       "weights, one vector per position. (model.num_params() leaves it out by default; "
-                       "sum(p.numel() for p in model.parameters()) does not.)")
-        if config.bias:
-            if got in (_count(config, linear_bias=False), _count(config, linear_bias=False, ln_bias=False)):
-                raise fail("The biases are missing. With bias=True every Linear layer has one: 3C in the q/k/v "
-                           "projection, C in the attention output, 4C and C in the MLP (13C per block with the "
-                           "LayerNorms' 4C), and each LayerNorm has a bias beta beside its weight gamma.")
-            if got == _count(config, ln_bias=False):
-                raise fail("The LayerNorms' biases are missing: with bias=True each LayerNorm has a weight gamma "
-                           "AND a bias beta, 2C parameters.")
-        elif got in (_count(config, linear_bias=True, ln_bias=True), _count(config, linear_bias=True),
-                     _count(config, ln_bias=True)):
-            raise fail("With bias=False there are no biases at all: Linear layers have only weights and each "
-                       "LayerNorm only its weight gamma (C parameters).")
-        if got in (_count(config, block_ln=False, final_ln=False), _count(config, block_ln=False)):
-            raise fail("The LayerNorms are missing: two per block (ln_1, ln_2) and a final one (ln_f), each with "
-                       "a weight gamma" + (" and a bias beta (2C parameters)." if config.bias else " (C parameters)."))
-        if got == _count(config, final_ln=False):
-            raise fail("The final LayerNorm ln_f (after the last block, before the output layer) is missing.")
+        fail = CheckFailed.at(input=shown, expected=expected, got=raw)
+        with diagnosing():
+            _diagnose_count(got, config, fail)
         raise fail(f"count_params gives {got:,.0f} but GPT({shown}) has {expected:,} parameters. Count per part: "
                    "embeddings, then per block attention + MLP + two LayerNorms, then ln_f.")
+
+
+def _diagnose_count(got: float, config: GPTConfig, fail: Any) -> None:
+    V, T, C = config.vocab_size, config.block_size, config.n_embd
+    if got == count_variant(config, tied=False):
+        raise fail(f"The output layer is counted twice: lm_head.weight IS the token embedding wte.weight (weight "
+                   f"tying, one Parameter used twice), so its V * C = {V * C:,} weights count once.")
+    if got == count_variant(config, pos=False):
+        raise fail(f"The position embedding is missing: GPT learns a table of block_size x n_embd = {T * C:,} "
+                   "weights, one vector per position. (model.num_params() leaves it out by default; "
+                   "sum(p.numel() for p in model.parameters()) does not.)")
+    if config.bias:
+        if got in (count_variant(config, linear_bias=False), count_variant(config, linear_bias=False, ln_bias=False)):
+            raise fail("The biases are missing. With bias=True every Linear layer has one: 3C in the q/k/v "
+                       "projection, C in the attention output, 4C and C in the MLP (13C per block with the "
+                       "LayerNorms' 4C), and each LayerNorm has a bias beta beside its weight gamma.")
+        if got == count_variant(config, ln_bias=False):
+            raise fail("The LayerNorms' biases are missing: with bias=True each LayerNorm has a weight gamma "
+                       "AND a bias beta, 2C parameters.")
+    elif got in (count_variant(config, linear_bias=True, ln_bias=True), count_variant(config, linear_bias=True),
+                 count_variant(config, ln_bias=True)):
+        raise fail("With bias=False there are no biases at all: Linear layers have only weights and each "
+                   "LayerNorm only its weight gamma (C parameters).")
+    if got in (count_variant(config, block_ln=False, final_ln=False), count_variant(config, block_ln=False)):
+        raise fail("The LayerNorms are missing: two per block (ln_1, ln_2) and a final one (ln_f), each with "
+                   "a weight gamma" + (" and a bias beta (2C parameters)." if config.bias else " (C parameters)."))
+    if got == count_variant(config, final_ln=False):
+        raise fail("The final LayerNorm ln_f (after the last block, before the output layer) is missing.")
 
 
 q1 = Exercise(
@@ -138,6 +156,8 @@ q1 = Exercise(
         "final LayerNorm; and the output layer, whose weight is tied to the token embedding."
     ),
     checker=_check_count_params,
+    cases=_Q1_CONFIGS,
+    hidden=_q1_hidden,
     hints=[
         "Check yourself on a model: sum(p.numel() for p in GPT(config).parameters()) is the answer. "
         "List model.named_parameters() to see every part.",
@@ -167,30 +187,29 @@ def count_params(config):
 # q2 block_forward
 
 
-def _q2_parts(C: int, n_head: int, seed: int):
-    """Real parts of a GPT block with random weights, each wrapped as a function (B, T, C) -> (B, T, C)."""
+def block_parts(C: int, n_head: int, seed: int) -> tuple[nn.Module, ...]:
+    """Real parts of a GPT block with random weights, each a module (B, T, C) -> (B, T, C)."""
     from lmlab.models.gpt import MLP, CausalSelfAttention
 
-    torch.manual_seed(seed)  # the parts' init
-    cfg = GPTConfig(vocab_size=2, block_size=16, n_layer=1, n_head=n_head, n_embd=C)
-    ln_1, ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
-    attn, mlp = CausalSelfAttention(cfg), MLP(cfg)
-    with torch.no_grad():
-        for p in (*ln_1.parameters(), *ln_2.parameters(), *attn.parameters(), *mlp.parameters()):
-            p.add_(0.3 * torch.randn_like(p))  # no part is close to the identity or to zero
-    for m in (ln_1, ln_2, attn, mlp):
+    with torch.random.fork_rng():  # the parts' init, without touching the caller's random state
+        torch.manual_seed(seed)
+        cfg = GPTConfig(vocab_size=2, block_size=16, n_layer=1, n_head=n_head, n_embd=C)
+        ln_1, ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        attn, mlp = CausalSelfAttention(cfg), MLP(cfg)
+        with torch.no_grad():
+            for p in (*ln_1.parameters(), *ln_2.parameters(), *attn.parameters(), *mlp.parameters()):
+                p.add_(0.3 * torch.randn_like(p))  # no part is close to the identity or to zero
+    parts = (ln_1, FirstOutput(attn), ln_2, mlp)  # lmlab's attention returns (y, kv cache, weights): keep y
+    for m in parts:
         m.eval()
-
-    def attn_fn(x):
-        return attn(x)[0]  # lmlab's attention returns (y, kv cache, weights)
-
-    return ln_1, attn_fn, ln_2, mlp
+    return parts
 
 
 _Q2_CASES = [(2, 5, 16, 2, 0), (1, 7, 8, 1, 1), (3, 4, 12, 3, 2)]
 
 
-def _wrong_blocks():
+def wrong_blocks() -> list[tuple[Any, str]]:
+    """Typical wrong blocks, each (function of x, ln_1, attn, ln_2, mlp; what is wrong)."""
     return [
         (lambda x, l1, a, l2, m: l2((y := l1(x + a(x))) + m(y)),
          "This is the post-LayerNorm block of the original transformer (LN after adding the branch). GPT-2 and "
@@ -218,22 +237,24 @@ def _wrong_blocks():
     ]
 
 
-def _check_block_forward(fn: Any, timeout: float) -> None:
-    require_callable(fn, "block_forward")
-    for B, T, C, nh, seed in _Q2_CASES:
-        parts = _q2_parts(C, nh, seed)
+def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int, int]]:
+    nh = rng.randint(1, 4)
+    return [(rng.randint(1, 3), rng.randint(2, 8), nh * rng.randint(2, 6), nh, rng.randrange(2**31))]
+
+
+def _check_block_forward(fn: Any, timeout: float, cases: list[tuple[int, int, int, int, int]]) -> None:
+    for B, T, C, nh, seed in cases:
+        parts = block_parts(C, nh, seed)
         x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
         shown = f"x: random ({B}, {T}, {C}); ln_1, attn ({nh} heads), ln_2, mlp: a GPT block's parts, random weights"
         with torch.no_grad():
             got = call_safely(fn, x.clone(), *parts, timeout=timeout, show_input=shown)
             expected = ref_block_forward(x, *parts)
-            close = lambda y: (isinstance(got, torch.Tensor) and got.shape == y.shape  # noqa: E731
-                               and bool(torch.allclose(got.detach().double(), y.double(), rtol=RTOL, atol=ATOL)))
-            if close(expected):
+            if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
                 continue
-            if isinstance(got, torch.Tensor) and got.shape == expected.shape:
-                for wrong, message in _wrong_blocks():
-                    if close(wrong(x, *parts)):
+            with diagnosing():
+                for wrong, message in wrong_blocks():
+                    if tensors_close(got, wrong(x, *parts), rtol=RTOL, atol=ATOL):
                         raise CheckFailed(message, input=shown, expected=expected, got=got)
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your block's output", show_input=shown)
 
@@ -248,6 +269,8 @@ q2 = Exercise(
         "(B, T, C) to (B, T, C): two LayerNorms, causal self-attention and the MLP."
     ),
     checker=_check_block_forward,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "Each sub-layer reads a normalized copy of the stream and adds its output back to the stream.",
         "Two steps, attention first: x = x + attn(ln_1(x)), then the MLP the same way with ln_2.",
@@ -268,8 +291,4 @@ def block_forward(x, ln_1, attn, ln_2, mlp):
 )
 
 EXERCISES = ExerciseSet("nb06", "06 · A transformer language model", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 06 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

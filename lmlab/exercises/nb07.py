@@ -24,6 +24,7 @@ The functions the learner writes (checked on several inputs against references; 
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -35,12 +36,13 @@ from lmlab.exercises.core import (
     as_number,
     call_safely,
     compare_tensors,
-    require_callable,
+    diagnosing,
 )
 from lmlab.generate import top_k_filter as _lmlab_top_k
 from lmlab.generate import top_p_filter as _lmlab_top_p
 
-__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_distinct_n", "ref_top_k_filter", "ref_top_p_filter"]
+__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_distinct_n", "ref_top_k_filter", "ref_top_p_filter",
+           "top_p_variant"]
 
 # ----------------------------------------------------------------------------------------------------
 # References
@@ -77,7 +79,7 @@ def _kept_mask(got: torch.Tensor) -> torch.Tensor:
 
 def _common_filter_failures(name: str, expected: torch.Tensor, got: Any, logits: torch.Tensor, shown: str) -> None:
     """Failures shared by both filters: not a tensor, wrong shape, 0 instead of -inf, probabilities returned."""
-    fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+    fail = CheckFailed.at(input=shown, expected=expected, got=got)
     if got is None:
         raise CheckFailed(f"`{name}` returned None. Did you forget a `return` statement?", input=shown)
     if not isinstance(got, torch.Tensor):
@@ -115,37 +117,46 @@ def _logits_case(shape: tuple[int, ...], seed: int, scale: float = 2.0) -> torch
 _Q1_CASES = [((7,), 3, 0), ((4, 10), 1, 1), ((3, 12), 5, 2), ((2, 3, 9), 4, 3), ((6,), 6, 4)]  # (shape, k, seed)
 
 
-def _check_top_k(fn: Any, timeout: float) -> None:
-    require_callable(fn, "top_k_filter")
-    for shape, k, seed in _Q1_CASES:
+def _q1_hidden(rng: random.Random) -> list[tuple[tuple[int, ...], int, int]]:
+    shapes = [(rng.randint(3, 20),), (rng.randint(1, 4), rng.randint(3, 20))]
+    return [(shape, rng.randint(1, shape[-1]), rng.randrange(2**31)) for shape in shapes]
+
+
+def _check_top_k(fn: Any, timeout: float, cases: list[tuple[tuple[int, ...], int, int]]) -> None:
+    for shape, k, seed in cases:
         logits = _logits_case(shape, seed)
         shown = f"logits: random {shape} (seed {seed}), k={k}"
         got = call_safely(fn, logits.clone(), k, timeout=timeout, show_input=shown)
         expected = ref_top_k_filter(logits, k)
         if _same_kept(expected, got):
             continue
-        _common_filter_failures("top_k_filter", expected, got, logits, shown)
-        n_kept = _kept_mask(got).sum(-1)
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-        V = shape[-1]
-        if k < V and bool((n_kept == k + 1).all()):
-            raise fail(f"Each row keeps {k + 1} tokens instead of k={k}: an off-by-one. The threshold is the k-th "
-                       "largest logit, torch.topk(logits, k).values[..., -1:], and tokens below it are removed "
-                       "(logits < kth), so exactly k remain.")
-        if k > 1 and bool((n_kept == k - 1).all()):
-            raise fail(f"Each row keeps {k - 1} tokens instead of k={k}: the k-th largest logit itself must be kept. "
-                       "Remove only the logits strictly below it (logits < kth, not <=).")
-        smallest = torch.topk(logits, k, dim=-1, largest=False).values[..., -1:]
-        if torch.equal(_kept_mask(got), logits <= smallest):
-            raise fail("The k SMALLEST logits are kept. torch.topk returns the largest by default; keep the tokens "
-                       "whose logit is >= the k-th largest.")
-        if len(shape) > 1:
-            flat_kth = torch.topk(logits.reshape(-1), k).values[-1]
-            if torch.equal(_kept_mask(got), logits >= flat_kth):
-                raise fail("The k largest logits of the WHOLE tensor are kept, not of each row. Work along the "
-                           "last dim: torch.topk(logits, k, dim=-1).values[..., -1:] (keep the last dim for "
-                           "broadcasting).")
+        with diagnosing():
+            _common_filter_failures("top_k_filter", expected, got, logits, shown)
+            _diagnose_top_k(got, expected, logits, k, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_tensors(expected, got, name="Your result", show_input=shown)
+
+
+def _diagnose_top_k(got: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, k: int, fail: Any) -> None:
+    shape = tuple(logits.shape)
+    n_kept = _kept_mask(got).sum(-1)
+    V = shape[-1]
+    if k < V and bool((n_kept == k + 1).all()):
+        raise fail(f"Each row keeps {k + 1} tokens instead of k={k}: an off-by-one. The threshold is the k-th "
+                   "largest logit, torch.topk(logits, k).values[..., -1:], and tokens below it are removed "
+                   "(logits < kth), so exactly k remain.")
+    if k > 1 and bool((n_kept == k - 1).all()):
+        raise fail(f"Each row keeps {k - 1} tokens instead of k={k}: the k-th largest logit itself must be kept. "
+                   "Remove only the logits strictly below it (logits < kth, not <=).")
+    smallest = torch.topk(logits, k, dim=-1, largest=False).values[..., -1:]
+    if torch.equal(_kept_mask(got), logits <= smallest):
+        raise fail("The k SMALLEST logits are kept. torch.topk returns the largest by default; keep the tokens "
+                   "whose logit is >= the k-th largest.")
+    if len(shape) > 1:
+        flat_kth = torch.topk(logits.reshape(-1), k).values[-1]
+        if torch.equal(_kept_mask(got), logits >= flat_kth):
+            raise fail("The k largest logits of the WHOLE tensor are kept, not of each row. Work along the "
+                       "last dim: torch.topk(logits, k, dim=-1).values[..., -1:] (keep the last dim for "
+                       "broadcasting).")
 
 
 q1 = Exercise(
@@ -158,6 +169,9 @@ q1 = Exercise(
         "result has the shape of `logits`."
     ),
     checker=_check_top_k,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.generate.top_k_filter",),
     hints=[
         "Find the k-th largest logit of each row; everything strictly below it goes.",
         "torch.topk(logits, k, dim=-1).values is sorted from the largest; its last column [..., -1:] is the k-th "
@@ -196,10 +210,11 @@ _Q2_CASES = [  # (logits, p, shown)
     (_logits_case((4, 20), 5), 0.9, "logits: random (4, 20) (seed 5), p=0.9"),
     (_logits_case((3, 30), 6, 1.0), 0.5, "logits: random (3, 30) (seed 6), p=0.5"),
     (_logits_case((2, 3, 15), 7), 0.75, "logits: random (2, 3, 15) (seed 7), p=0.75"),
+    (_logits_case((3, 12), 8, 60.0), 0.9, "logits: random (3, 12) (seed 8) times 60, p=0.9"),  # exp() overflows
 ]
 
 
-def _top_p_variant(logits: torch.Tensor, p: float, *, include_crossing: bool = True, sort: bool = True,
+def top_p_variant(logits: torch.Tensor, p: float, *, include_crossing: bool = True, sort: bool = True,
                    scatter: bool = True) -> torch.Tensor:
     """top-p with switches for the typical mistakes (the defaults give the reference)."""
     if sort:
@@ -213,33 +228,48 @@ def _top_p_variant(logits: torch.Tensor, p: float, *, include_crossing: bool = T
     return logits.masked_fill(drop, float("-inf"))
 
 
-def _check_top_p(fn: Any, timeout: float) -> None:
-    require_callable(fn, "top_p_filter")
-    for logits, p, shown in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, float, str]]:
+    cases = []
+    while len(cases) < 3:
+        shape, seed, p = (rng.randint(1, 4), rng.randint(4, 30)), rng.randrange(2**31), rng.choice([0.3, 0.6, 0.9])
+        scale = 60.0 if len(cases) == 2 else rng.choice([1.0, 2.0, 4.0])
+        logits = _logits_case(shape, seed, scale)
+        probs = torch.softmax(torch.sort(logits, dim=-1, descending=True).values.double(), dim=-1)
+        if bool(((probs.cumsum(-1) - probs - p).abs() > 1e-3).all()):  # keep away from the boundary p
+            cases.append((logits, p, f"logits: random {shape} (seed {seed}) times {scale:g}, p={p}"))
+    return cases
+
+
+def _check_top_p(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, float, str]]) -> None:
+    for logits, p, shown in cases:
         got = call_safely(fn, logits.clone(), p, timeout=timeout, show_input=shown)
         expected = ref_top_p_filter(logits, p)
         if _same_kept(expected, got):
             continue
-        _common_filter_failures("top_p_filter", expected, got, logits, shown)
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-        kept = _kept_mask(got)
-        if torch.equal(kept, torch.isfinite(_top_p_variant(logits, p, include_crossing=False))):
-            raise fail("The token that crosses p is removed, so the kept mass is below p (and with a small p "
-                       "nothing, not even the most likely token, may be left). Keep a token when the mass of "
-                       "the MORE likely tokens before it is still < p: drop where cumsum - probs >= p.")
-        if torch.equal(kept, torch.isfinite(_top_p_variant(logits, p, scatter=False))):
-            raise fail("The decision made in sorted order is applied to the logits in vocabulary order. Map it "
-                       "back with the sort indices first: drop = drop_sorted.scatter(-1, order, drop_sorted).")
-        if torch.equal(kept, torch.isfinite(_top_p_variant(logits, p, sort=False))):
-            raise fail("The cumulative sum runs over the tokens in vocabulary order. Sort the probabilities in "
-                       "descending order first (torch.sort(..., descending=True)), decide in that order, then "
-                       "scatter the decision back to the vocabulary order.")
-        exp_kept = torch.isfinite(expected)
-        if bool((kept.sum(-1) == exp_kept.sum(-1)).all()) and not torch.equal(kept, exp_kept):
-            raise fail("The right NUMBER of tokens is kept, but not the right tokens: after deciding in sorted "
-                       "order, map the decision back with the sort indices, e.g. "
-                       "drop_sorted.scatter(-1, order, drop_sorted).")
+        with diagnosing():
+            _common_filter_failures("top_p_filter", expected, got, logits, shown)
+            _diagnose_top_p(got, expected, logits, p, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_tensors(expected, got, name="Your result", show_input=shown)
+
+
+def _diagnose_top_p(got: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, p: float, fail: Any) -> None:
+    kept = _kept_mask(got)
+    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, include_crossing=False))):
+        raise fail("The token that crosses p is removed, so the kept mass is below p (and with a small p "
+                   "nothing, not even the most likely token, may be left). Keep a token when the mass of "
+                   "the MORE likely tokens before it is still < p: drop where cumsum - probs >= p.")
+    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, scatter=False))):
+        raise fail("The decision made in sorted order is applied to the logits in vocabulary order. Map it "
+                   "back with the sort indices first: drop = drop_sorted.scatter(-1, order, drop_sorted).")
+    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, sort=False))):
+        raise fail("The cumulative sum runs over the tokens in vocabulary order. Sort the probabilities in "
+                   "descending order first (torch.sort(..., descending=True)), decide in that order, then "
+                   "scatter the decision back to the vocabulary order.")
+    exp_kept = torch.isfinite(expected)
+    if bool((kept.sum(-1) == exp_kept.sum(-1)).all()) and not torch.equal(kept, exp_kept):
+        raise fail("The right NUMBER of tokens is kept, but not the right tokens: after deciding in sorted "
+                   "order, map the decision back with the sort indices, e.g. "
+                   "drop_sorted.scatter(-1, order, drop_sorted).")
 
 
 q2 = Exercise(
@@ -253,6 +283,9 @@ q2 = Exercise(
         "that crosses p is kept (and the most likely token always is). Kept logits stay unchanged."
     ),
     checker=_check_top_p,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
+    forbidden=("lmlab.generate.top_p_filter",),
     hints=[
         "Work in sorted order: torch.sort(logits, dim=-1, descending=True) gives the sorted logits and the "
         "indices `order` that undo the sort.",
@@ -284,20 +317,24 @@ def top_p_filter(logits, p):
 # q3 distinct_n
 
 
-_Q3_CASES = [([1, 2, 2, 1, 2], 2), ([1, 2, 1, 2], 2), ([5, 5, 5, 5, 5], 1), ([1, 2, 3, 1, 2, 3, 1], 3), ([3, 1, 4, 1, 5, 9, 2, 6], 2),
+_Q3_CASES = [([1, 2, 2, 1, 2], 2), ([1, 2, 1, 2], 2), ([5, 5, 5, 5, 5], 1), ([1, 2, 3, 1, 2, 3, 1], 3),
+             ([3, 1, 4, 1, 5, 9, 2, 6], 2),
              ([7, 8], 3), ([4, 4, 2, 4, 4, 2, 4, 4], 2), ([1, 2, 3], 3)]
 
 
-def _check_distinct_n(fn: Any, timeout: float) -> None:
-    require_callable(fn, "distinct_n")
-    for tokens, n in _Q3_CASES:
+def _q3_hidden(rng: random.Random) -> list[tuple[list[int], int]]:
+    return [([rng.randrange(3) for _ in range(rng.randint(3, 20))], rng.randint(1, 3)) for _ in range(3)]
+
+
+def _check_distinct_n(fn: Any, timeout: float, cases: list[tuple[list[int], int]]) -> None:
+    for tokens, n in cases:
         shown = f"tokens={tokens}, n={n}"
         raw = call_safely(fn, list(tokens), n, timeout=timeout, show_input=shown)
         got = as_number(raw, "distinct_n", show_input=shown)
         expected = ref_distinct_n(tokens, n)
         if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         N = len(tokens) - n + 1
         if N > 0:
             distinct = len({tuple(tokens[i:i + n]) for i in range(N)})
@@ -329,6 +366,8 @@ q3 = Exercise(
         "fewer than n tokens."
     ),
     checker=_check_distinct_n,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
     hints=[
         "List the n-grams as tuples (lists cannot go in a set): tuple(tokens[i:i + n]).",
         "i runs over range(len(tokens) - n + 1); len(set(ngrams)) counts the different ones.",
@@ -348,8 +387,4 @@ def distinct_n(tokens, n):
 )
 
 EXERCISES = ExerciseSet("nb07", "07 · Decoding", [q1, q2, q3])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 07 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -25,6 +25,7 @@ Tolerances: rtol 1e-4, atol 1e-5 (float32).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -35,10 +36,12 @@ from lmlab.exercises.core import (
     ExerciseSet,
     call_safely,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    tensors_close,
 )
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_attention_rollout", "ref_induction_score"]
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_attention_rollout", "ref_induction_score", "rollout_variant",
+           "score_variant", "random_maps"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -46,8 +49,8 @@ RTOL, ATOL = 1e-4, 1e-5
 # References
 
 
-def _rollout(maps: torch.Tensor, *, residual: bool = True, renorm: bool = True, heads: str = "mean",
-             order: str = "left") -> torch.Tensor:
+def rollout_variant(maps: torch.Tensor, *, residual: bool = True, renorm: bool = True, heads: str = "mean",
+                    order: str = "left") -> torch.Tensor:
     """Rollout of (L, H, T, T) maps; the keyword arguments make the typical mistakes, for diagnosis."""
     T = maps.size(-1)
     eye = torch.eye(T, dtype=maps.dtype)
@@ -64,11 +67,11 @@ def _rollout(maps: torch.Tensor, *, residual: bool = True, renorm: bool = True, 
 
 def ref_attention_rollout(maps: torch.Tensor) -> torch.Tensor:
     """Reference for q1 (the same as lmlab.viz.attention_rollout)."""
-    return _rollout(maps)
+    return rollout_variant(maps)
 
 
-def _score(attn: torch.Tensor, seg_len: int, *, offset: int = 1, first: int | None = None,
-           reduce: str = "mean", transpose: bool = False) -> torch.Tensor:
+def score_variant(attn: torch.Tensor, seg_len: int, *, offset: int = 1, first: int | None = None,
+                  reduce: str = "mean", transpose: bool = False) -> torch.Tensor:
     """Induction score; the keyword arguments make the typical mistakes, for diagnosis."""
     if transpose:
         attn = attn.transpose(-1, -2)
@@ -82,10 +85,10 @@ def _score(attn: torch.Tensor, seg_len: int, *, offset: int = 1, first: int | No
 
 def ref_induction_score(attn: torch.Tensor, seg_len: int) -> torch.Tensor:
     """Reference for q2: mean of attn[..., i, i - S + 1] over i = S .. 2S-1."""
-    return _score(attn, seg_len)
+    return score_variant(attn, seg_len)
 
 
-def _random_maps(shape: tuple[int, ...], seed: int, causal: bool = True) -> torch.Tensor:
+def random_maps(shape: tuple[int, ...], seed: int, causal: bool = True) -> torch.Tensor:
     """Random attention maps: rows are probability distributions (over keys <= query if causal)."""
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(*shape, generator=g) * 2
@@ -101,35 +104,45 @@ def _random_maps(shape: tuple[int, ...], seed: int, causal: bool = True) -> torc
 _Q1_CASES = [((2, 3, 5, 5), 0, True), ((1, 2, 4, 4), 1, True), ((3, 2, 6, 6), 2, False), ((4, 1, 3, 3), 3, True)]
 
 
-def _check_rollout(fn: Any, timeout: float) -> None:
-    require_callable(fn, "attention_rollout")
-    for shape, seed, causal in _Q1_CASES:
-        maps = _random_maps(shape, seed, causal)
+def _q1_hidden(rng: random.Random) -> list[tuple[tuple[int, int, int, int], int, bool]]:
+    return [((rng.randint(1, 4), rng.randint(1, 4), T, T), rng.randrange(2**31), causal)
+            for T, causal in ((rng.randint(2, 8), True), (rng.randint(2, 8), False))]
+
+
+def _check_rollout(fn: Any, timeout: float, cases: list[tuple[tuple[int, int, int, int], int, bool]]) -> None:
+    for shape, seed, causal in cases:
+        maps = random_maps(shape, seed, causal)
         L, H, T, _ = shape
         shown = f"maps: random {'causal ' if causal else ''}attention, shape (L={L}, H={H}, T={T}, T={T})"
         got = call_safely(fn, maps.clone(), timeout=timeout, show_input=shown)
         expected = ref_attention_rollout(maps)
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape:
-            g = got.detach().double()
-            close = lambda y: bool(torch.allclose(g, y.double(), rtol=RTOL, atol=ATOL))  # noqa: E731
-            if close(expected):
-                continue
-            fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-            if close(_rollout(maps, residual=False)):
-                raise fail("The identity for the residual connection is missing: each layer's output is its input "
-                           "PLUS the attention output, so use A = mean_h(W) + I (then renormalize the rows).")
-            if close(_rollout(maps, renorm=False)):
-                raise fail("The rows are not renormalized after adding the identity: each row of mean_h(W) + I "
-                           "sums to 2; divide by A.sum(-1, keepdim=True) so that rows are distributions again.")
-            if L > 1 and close(_rollout(maps, order="right")):
-                raise fail("The layers are multiplied in the wrong order: the later layer acts on the result of "
-                           "the earlier one, R = A_l @ R (new layer on the left), not R @ A_l.")
-            if H > 1 and close(_rollout(maps, heads="sum")):
-                raise fail("The heads are summed: average them (layer.mean(0)), so that the heads' matrix still "
-                           "has rows summing to 1 and weighs as much as the identity.")
-            if L > 1 and close(_rollout(maps[-1:])):
-                raise fail("Only the last layer is used: multiply the matrices of ALL layers, from layer 0 up.")
+        if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
+            continue
+        with diagnosing():
+            _diagnose_rollout(got, maps, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your rollout", show_input=shown)
+
+
+def _diagnose_rollout(got: Any, maps: torch.Tensor, fail: Any) -> None:
+    L, H = maps.shape[:2]
+
+    def close(y: torch.Tensor) -> bool:
+        return tensors_close(got, y, rtol=RTOL, atol=ATOL)
+
+    if close(rollout_variant(maps, residual=False)):
+        raise fail("The identity for the residual connection is missing: each layer's output is its input "
+                   "PLUS the attention output, so use A = mean_h(W) + I (then renormalize the rows).")
+    if close(rollout_variant(maps, renorm=False)):
+        raise fail("The rows are not renormalized after adding the identity: each row of mean_h(W) + I "
+                   "sums to 2; divide by A.sum(-1, keepdim=True) so that rows are distributions again.")
+    if L > 1 and close(rollout_variant(maps, order="right")):
+        raise fail("The layers are multiplied in the wrong order: the later layer acts on the result of "
+                   "the earlier one, R = A_l @ R (new layer on the left), not R @ A_l.")
+    if H > 1 and close(rollout_variant(maps, heads="sum")):
+        raise fail("The heads are summed: average them (layer.mean(0)), so that the heads' matrix still "
+                   "has rows summing to 1 and weighs as much as the identity.")
+    if L > 1 and close(rollout_variant(maps[-1:])):
+        raise fail("Only the last layer is used: multiply the matrices of ALL layers, from layer 0 up.")
 
 
 q1 = Exercise(
@@ -143,6 +156,9 @@ q1 = Exercise(
         "onto the product so far: R = A_{L-1} @ ... @ A_1 @ A_0."
     ),
     checker=_check_rollout,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.viz.attention_rollout",),
     hints=[
         "Start from R = torch.eye(T) and loop over the layers: for layer in maps (each (H, T, T)).",
         "A = layer.mean(0) + torch.eye(T); A = A / A.sum(-1, keepdim=True). The new layer goes on the left.",
@@ -173,34 +189,43 @@ def attention_rollout(maps):
 _Q2_CASES = [((8, 8), 4, 0), ((2, 3, 16, 16), 8, 1), ((4, 12, 12), 6, 2), ((32, 32), 16, 3)]
 
 
-def _check_induction(fn: Any, timeout: float) -> None:
-    require_callable(fn, "induction_score")
-    for shape, S, seed in _Q2_CASES:
-        attn = _random_maps(shape, seed)
+def _q2_hidden(rng: random.Random) -> list[tuple[tuple[int, ...], int, int]]:
+    S = rng.randint(2, 10)
+    return [((2 * S, 2 * S), S, rng.randrange(2**31)), ((rng.randint(1, 3), rng.randint(1, 4), 2 * S, 2 * S), S,
+                                                        rng.randrange(2**31))]
+
+
+def _check_induction(fn: Any, timeout: float, cases: list[tuple[tuple[int, ...], int, int]]) -> None:
+    for shape, S, seed in cases:
+        attn = random_maps(shape, seed)
         shown = f"attn: random causal attention of shape {shape}, seg_len={S}"
         got = call_safely(fn, attn.clone(), S, timeout=timeout, show_input=shown)
         expected = ref_induction_score(attn, S)
-        if isinstance(got, (int, float)) and expected.dim() == 0:
+        if isinstance(got, (int, float)) and not isinstance(got, bool) and expected.dim() == 0:
             got = torch.tensor(float(got))
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape:
-            g = got.detach().double()
-            close = lambda y: bool(torch.allclose(g, y.double(), rtol=RTOL, atol=ATOL))  # noqa: E731
-            if close(expected):
-                continue
-            fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-            if close(_score(attn, S, offset=0)):
-                raise fail("Off by one: this is the attention on the previous occurrence of the same token "
-                           "(position i - seg_len, a 'duplicate-token' head). An induction head looks at the token "
-                           "AFTER it, position i - seg_len + 1, because that is the token that comes next.")
-            if close(_score(attn, S, first=1)) or close(_score(attn, S, first=0)):
-                raise fail("Queries of the first copy are included. Only the second copy (i = seg_len .. "
-                           "2*seg_len - 1) has a previous occurrence to look back to.")
-            if close(_score(attn, S, reduce="sum")):
-                raise fail("This is the sum over the seg_len queries; the score is their mean (between 0 and 1).")
-            if close(_score(attn, S, transpose=True)):
-                raise fail("Rows and columns are swapped: attn[..., i, j] is how much query i (row) attends to key "
-                           "j (column), so index attn[..., i, i - seg_len + 1].")
+        if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
+            continue
+        with diagnosing():
+            _diagnose_induction(got, attn, S, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your score", show_input=shown)
+
+
+def _diagnose_induction(got: Any, attn: torch.Tensor, S: int, fail: Any) -> None:
+    def close(y: torch.Tensor) -> bool:
+        return tensors_close(got, y, rtol=RTOL, atol=ATOL)
+
+    if close(score_variant(attn, S, offset=0)):
+        raise fail("Off by one: this is the attention on the previous occurrence of the same token "
+                   "(position i - seg_len, a 'duplicate-token' head). An induction head looks at the token "
+                   "AFTER it, position i - seg_len + 1, because that is the token that comes next.")
+    if close(score_variant(attn, S, first=1)) or close(score_variant(attn, S, first=0)):
+        raise fail("Queries of the first copy are included. Only the second copy (i = seg_len .. "
+                   "2*seg_len - 1) has a previous occurrence to look back to.")
+    if close(score_variant(attn, S, reduce="sum")):
+        raise fail("This is the sum over the seg_len queries; the score is their mean (between 0 and 1).")
+    if close(score_variant(attn, S, transpose=True)):
+        raise fail("Rows and columns are swapped: attn[..., i, j] is how much query i (row) attends to key "
+                   "j (column), so index attn[..., i, i - seg_len + 1].")
 
 
 q2 = Exercise(
@@ -214,6 +239,8 @@ q2 = Exercise(
         "attention on position i - seg_len + 1 (the token after the previous occurrence of token i)."
     ),
     checker=_check_induction,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "For one head (a T x T matrix) this is the mean of attn[i, i - seg_len + 1] for i from seg_len to "
         "2 * seg_len - 1: seg_len numbers on a diagonal below the main one.",
@@ -236,8 +263,4 @@ def induction_score(attn, seg_len):
 )
 
 EXERCISES = ExerciseSet("nb08", "08 · Looking inside attention", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 08 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -26,6 +26,7 @@ Tolerances: rtol 1e-4, atol 1e-5 (float32) for q2.
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -39,7 +40,7 @@ from lmlab.exercises.core import (
     as_number,
     call_safely,
     compare_numbers,
-    require_callable,
+    number_near,
 )
 
 __all__ = ["q1", "q2", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss"]
@@ -72,91 +73,119 @@ def ref_mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 # q1 mask_tokens
 
-# (rows, T, vocab_size, mask_prob, seed); ids are drawn from [0, vocab_size - 1), the last id is [MASK]
-_Q1_CASES = [(400, 500, 30, 0.15, 0), (400, 500, 12, 0.3, 1)]
+# ("stats", rows, T, vocab_size, mask_prob, seed): ids drawn from [0, vocab_size - 1), the last id is [MASK];
+# ("generator", seed_a, seed_b): the same seed twice gives the same result, two seeds two results.
+_Q1_CASES = [("stats", 400, 500, 30, 0.15, 0), ("stats", 400, 500, 12, 0.3, 1), ("generator", 5, 6)]
+
+
+def _q1_hidden(rng: random.Random) -> list[tuple[Any, ...]]:
+    return [("stats", 400, 500, rng.randint(8, 40), rng.choice([0.1, 0.15, 0.25]), rng.randrange(2**31)),
+            ("generator", rng.randrange(2**31), rng.randrange(2**31))]
 
 
 def _q1_input(rows: int, T: int, V: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, V - 1, (rows, T), generator=torch.Generator().manual_seed(1000 + seed))
+    return torch.randint(0, V - 1, (rows, T), generator=torch.Generator().manual_seed(1000 + seed % 2**31))
 
 
 def _within(observed: float, p: float, n: int, k: float = 5.0) -> bool:
     return n > 0 and abs(observed - p) <= k * math.sqrt(max(p * (1 - p), 1e-12) / n) + 1e-12
 
 
-def _check_mask_tokens(fn: Any, timeout: float) -> None:
-    require_callable(fn, "mask_tokens")
-    for rows, T, V, p, seed in _Q1_CASES:
-        idx = _q1_input(rows, T, V, seed)
-        mask_id = V - 1
-        shown = (f"idx: random ids of shape ({rows}, {T}) in [0, {V - 1}), mask_token_id={mask_id}, "
-                 f"vocab_size={V}, mask_prob={p}, generator seeded with {seed}")
-        got = call_safely(fn, idx.clone(), mask_id, V, p, torch.Generator().manual_seed(seed),
-                          timeout=timeout, show_input=shown)
-        if not (isinstance(got, (tuple, list)) and len(got) == 2
-                and all(isinstance(t, torch.Tensor) for t in got)):
-            extra = " Did you forget a `return` statement?" if got is None else ""
-            raise CheckFailed(f"`mask_tokens` should return a tuple (inputs, targets) of two tensors of shape "
-                              f"({rows}, {T}).{extra}", input=shown, got=got)
-        inputs, targets = got
-        for name, t in (("inputs", inputs), ("targets", targets)):
-            if tuple(t.shape) != (rows, T) or t.is_floating_point():
-                raise CheckFailed(f"`{name}` should be an integer tensor of shape ({rows}, {T}) like idx.",
-                                  input=shown, got=t)
-        sel = targets != IGNORE
-        n_sel = int(sel.sum())
-        if n_sel == idx.numel() or (n_sel > 0 and not (targets == IGNORE).any()):
-            raise CheckFailed("Every position has a label. Only the selected positions are predicted: set the "
-                              "targets to -100 at the unselected positions (F.cross_entropy ignores -100), "
-                              "e.g. targets = torch.where(selected, idx, -100).", input=shown)
-        if n_sel == 0:
-            raise CheckFailed("No position has a label (targets are all -100): the targets must hold the original "
-                              "ids at the selected positions.", input=shown)
-        if not torch.equal(targets[sel], idx[sel]):
-            if bool((targets[sel] == inputs[sel]).all()):
-                raise CheckFailed("The targets hold the corrupted inputs. They must hold the ORIGINAL ids (what the "
-                                  "model should recover) at the selected positions.", input=shown)
-            raise CheckFailed("At the selected positions (targets != -100) the targets must equal the original ids.",
-                              input=shown)
-        if not torch.equal(inputs[~sel], idx[~sel]):
-            raise CheckFailed("Some positions that were not selected (targets == -100) were changed in the inputs. "
-                              "Only selected positions are corrupted; the rest of the input stays as it was.",
-                              input=shown)
-        frac_sel = n_sel / idx.numel()
-        if not _within(frac_sel, p, idx.numel()):
-            hint = (" It looks like mask_prob is ignored (0.15 hard-coded?)." if abs(frac_sel - 0.15) < 0.01 else "")
-            raise CheckFailed(f"{frac_sel:.3f} of the positions were selected; each position should be selected with "
-                              f"probability mask_prob = {p}.{hint}", input=shown)
-        masked = int((inputs[sel] == mask_id).sum()) / n_sel
-        same = int((inputs[sel] == idx[sel]).sum()) / n_sel
-        other = 1.0 - masked - same
-        exp_mask, exp_same = 0.8 + 0.1 / V, 0.1 + 0.1 / V
-        exp_other = 0.1 * (1 - 2 / V)
-        if masked > 0.99:
-            raise CheckFailed("Every selected position became [MASK]. BERT's recipe replaces only 80% of them by "
-                              "[MASK], 10% by a random token and leaves 10% unchanged, so that the model also "
-                              "learns about tokens it can see.", input=shown)
-        if inputs.min() < 0 or inputs.max() >= V:
-            raise CheckFailed(f"Some inputs are outside [0, vocab_size={V}): draw the random tokens with "
-                              "torch.randint(0, vocab_size, ...).", input=shown)
-        if not (_within(masked, exp_mask, n_sel) and _within(same, exp_same, n_sel)
-                and _within(other, exp_other, n_sel)):
-            raise CheckFailed(
-                f"Among the selected positions, {masked:.3f} became [MASK], {same:.3f} kept their token and "
-                f"{other:.3f} got another token; expected about {exp_mask:.3f}, {exp_same:.3f} and {exp_other:.3f} "
-                "(80/10/10, where a random token can by chance be [MASK] or the original). Decide each selected "
-                "position's treatment with ONE uniform draw u: u < 0.8 -> [MASK], 0.8 <= u < 0.9 -> random, "
-                "else unchanged. Two independent draws (0.8, then 0.1 of the rest) give the wrong proportions.",
-                input=shown)
-    # the generator must be used: the same seed twice gives the same result
-    idx = _q1_input(50, 40, 20, 9)
-    a = call_safely(fn, idx.clone(), 19, 20, 0.15, torch.Generator().manual_seed(5), timeout=timeout)
-    torch.manual_seed(12345)
-    b = call_safely(fn, idx.clone(), 19, 20, 0.15, torch.Generator().manual_seed(5), timeout=timeout)
-    if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
+def _check_mask_tokens(fn: Any, timeout: float, cases: list[tuple[Any, ...]]) -> None:
+    for kind, *params in cases:
+        if kind == "generator":
+            _check_generator_use(fn, timeout, *params)
+        else:
+            _check_masking(fn, timeout, *params)
+
+
+def _masked(fn: Any, timeout: float, idx: torch.Tensor, V: int, p: float, seed: int, shown: str) -> tuple[Any, Any]:
+    """Call the learner's mask_tokens with a generator seeded `seed`; a kind CheckFailed unless two tensors come back."""
+    got = call_safely(fn, idx.clone(), V - 1, V, p, torch.Generator().manual_seed(seed), timeout=timeout,
+                      show_input=shown)
+    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
+        extra = " Did you forget a `return` statement?" if got is None else ""
+        raise CheckFailed(f"`mask_tokens` should return a tuple (inputs, targets) of two tensors of shape "
+                          f"{tuple(idx.shape)}.{extra}", input=shown, got=got)
+    inputs, targets = got
+    for name, t in (("inputs", inputs), ("targets", targets)):
+        if tuple(t.shape) != tuple(idx.shape) or t.is_floating_point():
+            raise CheckFailed(f"`{name}` should be an integer tensor of shape {tuple(idx.shape)} like idx.",
+                              input=shown, got=t)
+    return inputs, targets
+
+
+def _check_masking(fn: Any, timeout: float, rows: int, T: int, V: int, p: float, seed: int) -> None:
+    idx = _q1_input(rows, T, V, seed)
+    shown = (f"idx: random ids of shape ({rows}, {T}) in [0, {V - 1}), mask_token_id={V - 1}, "
+             f"vocab_size={V}, mask_prob={p}, generator seeded with {seed}")
+    inputs, targets = _masked(fn, timeout, idx, V, p, seed, shown)
+    mask_id = V - 1
+    sel = targets != IGNORE
+    n_sel = int(sel.sum())
+    if n_sel == idx.numel() or (n_sel > 0 and not (targets == IGNORE).any()):
+        raise CheckFailed("Every position has a label. Only the selected positions are predicted: set the "
+                          "targets to -100 at the unselected positions (F.cross_entropy ignores -100), "
+                          "e.g. targets = torch.where(selected, idx, -100).", input=shown)
+    if n_sel == 0:
+        raise CheckFailed("No position has a label (targets are all -100): the targets must hold the original "
+                          "ids at the selected positions.", input=shown)
+    if not torch.equal(targets[sel], idx[sel]):
+        if bool((targets[sel] == inputs[sel]).all()):
+            raise CheckFailed("The targets hold the corrupted inputs. They must hold the ORIGINAL ids (what the "
+                              "model should recover) at the selected positions.", input=shown)
+        raise CheckFailed("At the selected positions (targets != -100) the targets must equal the original ids.",
+                          input=shown)
+    if not torch.equal(inputs[~sel], idx[~sel]):
+        raise CheckFailed("Some positions that were not selected (targets == -100) were changed in the inputs. "
+                          "Only selected positions are corrupted; the rest of the input stays as it was.",
+                          input=shown)
+    frac_sel = n_sel / idx.numel()
+    if not _within(frac_sel, p, idx.numel()):
+        hint = (" It looks like mask_prob is ignored (0.15 hard-coded?)." if abs(frac_sel - 0.15) < 0.01 else "")
+        raise CheckFailed(f"{frac_sel:.3f} of the positions were selected; each position should be selected with "
+                          f"probability mask_prob = {p}.{hint}", input=shown)
+    masked = int((inputs[sel] == mask_id).sum()) / n_sel
+    same = int((inputs[sel] == idx[sel]).sum()) / n_sel
+    other = 1.0 - masked - same
+    exp_mask, exp_same = 0.8 + 0.1 / V, 0.1 + 0.1 / V
+    exp_other = 0.1 * (1 - 2 / V)
+    if masked > 0.99:
+        raise CheckFailed("Every selected position became [MASK]. BERT's recipe replaces only 80% of them by "
+                          "[MASK], 10% by a random token and leaves 10% unchanged, so that the model also "
+                          "learns about tokens it can see.", input=shown)
+    if inputs.min() < 0 or inputs.max() >= V:
+        raise CheckFailed(f"Some inputs are outside [0, vocab_size={V}): draw the random tokens with "
+                          "torch.randint(0, vocab_size, ...).", input=shown)
+    if not (_within(masked, exp_mask, n_sel) and _within(same, exp_same, n_sel)
+            and _within(other, exp_other, n_sel)):
+        raise CheckFailed(
+            f"Among the selected positions, {masked:.3f} became [MASK], {same:.3f} kept their token and "
+            f"{other:.3f} got another token; expected about {exp_mask:.3f}, {exp_same:.3f} and {exp_other:.3f} "
+            "(80/10/10, where a random token can by chance be [MASK] or the original). Decide each selected "
+            "position's treatment with ONE uniform draw u: u < 0.8 -> [MASK], 0.8 <= u < 0.9 -> random, "
+            "else unchanged. Two independent draws (0.8, then 0.1 of the rest) give the wrong proportions.",
+            input=shown)
+
+
+def _check_generator_use(fn: Any, timeout: float, seed_a: int, seed_b: int) -> None:
+    idx = _q1_input(50, 40, 20, seed_a)
+    shown = (f"idx: random ids of shape (50, 40), vocab_size=20, mask_prob=0.15, generators seeded with {seed_a} "
+             f"and {seed_b}")
+    with torch.random.fork_rng():  # the learner's global random state is left as it was
+        torch.manual_seed(1 + seed_a % 1000)  # two different states of the global generator
+        a = _masked(fn, timeout, idx, 20, 0.15, seed_a, shown)
+        torch.manual_seed(1001 + seed_a % 1000)
+        again = _masked(fn, timeout, idx, 20, 0.15, seed_a, shown)
+        other = _masked(fn, timeout, idx, 20, 0.15, seed_b, shown)
+    if not (torch.equal(a[0], again[0]) and torch.equal(a[1], again[1])):
         raise CheckFailed("Two calls with generators seeded the same way gave different results. Pass "
                           "generator=generator to every random draw (torch.rand, torch.randint) so that a "
-                          "seeded generator reproduces the masking.")
+                          "seeded generator reproduces the masking.", input=shown)
+    if torch.equal(a[0], other[0]) and torch.equal(a[1], other[1]):
+        raise CheckFailed(f"Generators seeded with {seed_a} and {seed_b} gave exactly the same masking: the result "
+                          f"does not come from `generator`. Do not reseed (torch.manual_seed) inside the function; "
+                          f"pass generator=generator to every random draw.", input=shown)
 
 
 q1 = Exercise(
@@ -171,6 +200,9 @@ q1 = Exercise(
         "and -100 elsewhere. Pass `generator` to every random draw."
     ),
     checker=_check_mask_tokens,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.models.masked.mask_tokens",),
     hints=[
         "Draw a (B, T) tensor of uniforms with torch.rand(idx.shape, generator=generator); selected = u1 < mask_prob.",
         "A second uniform u2 decides the treatment of each position: u2 < 0.8 -> [MASK]; 0.8 <= u2 < 0.9 -> random; "
@@ -214,9 +246,12 @@ def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 _Q2_CASES = [(2, 5, 7, 0), (3, 8, 11, 1), (4, 6, 5, 2)]
 
 
-def _check_mlm_loss(fn: Any, timeout: float) -> None:
-    require_callable(fn, "mlm_loss")
-    for B, T, V, seed in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
+    return [(rng.randint(1, 4), rng.randint(2, 9), rng.randint(3, 12), rng.randrange(2**31)) for _ in range(2)]
+
+
+def _check_mlm_loss(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+    for B, T, V, seed in cases:
         logits, labels = _q2_case(B, T, V, seed)
         n = int((labels != IGNORE).sum())
         shown = f"logits: random ({B}, {T}, {V}), labels: ({B}, {T}) with {n} ids and the rest -100"
@@ -238,8 +273,8 @@ def _check_mlm_loss(fn: Any, timeout: float) -> None:
         expected = float(ref_mlm_loss(logits, labels))
         if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
             continue
-        near = lambda value: math.isclose(got, float(value), rel_tol=RTOL, abs_tol=ATOL)  # noqa: E731
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        near = number_near(got, rtol=RTOL, atol=ATOL)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         if near(expected * n / (B * T)):
             raise fail(f"This is the sum over the {n} labelled positions divided by all {B * T} positions. The mean "
                        f"is over the labelled positions only (divide by {n}), which is what ignore_index does.")
@@ -259,6 +294,8 @@ q2 = Exercise(
         "cross-entropy of the (B, T, V) logits over the positions whose label (B, T) is not -100."
     ),
     checker=_check_mlm_loss,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "Positions with label -100 were not selected for masking: they contribute nothing, not even to the count.",
         "F.cross_entropy has an argument ignore_index (default -100) that skips those positions and averages over the rest.",
@@ -279,8 +316,4 @@ def mlm_loss(logits, labels):
 )
 
 EXERCISES = ExerciseSet("nb09", "09 · Pretraining objectives", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 09 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -23,6 +23,7 @@ Tolerances: 1e-6 for q1, rtol 1e-4 / atol 1e-5 for q2.
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import torch
@@ -34,7 +35,8 @@ from lmlab.exercises.core import (
     as_number,
     call_safely,
     compare_tensors,
-    require_callable,
+    diagnosing,
+    tensors_close,
 )
 
 __all__ = ["q1", "q2", "EXERCISES", "progress", "ref_precision_recall_f1", "ref_lora_forward"]
@@ -75,31 +77,35 @@ def _t(values: list[int]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.long)
 
 
+def _random_labels(seed: int, n: int = 200, rate: float = 0.15, errors: float = 0.1) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    target = (torch.rand(n, generator=g) < rate).long()
+    flip = torch.rand(n, generator=g) < errors
+    return torch.where(flip, 1 - target, target), target
+
+
 _Q1_CASES = [
     ("an imbalanced set with errors of both kinds", _t([1, 0, 0, 1, 0, 0, 1, 0, 0, 0]), _t([1, 1, 0, 0, 0, 0, 1, 1, 0, 0])),
     ("precision and recall differ a lot", _t([1, 1, 1, 1, 1, 1, 0, 0, 0, 0]), _t([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])),
     ("nothing predicted positive (precision would be 0/0)", _t([0, 0, 0, 0, 0, 0]), _t([0, 1, 0, 1, 0, 0])),
     ("no positives at all", _t([0, 0, 0, 0]), _t([0, 0, 0, 0])),
-    ("a larger random set", None, None),
+    ("a larger random set", *_random_labels(3)),
 ]
 
 
-def _case(i: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-    name, pred, target = _Q1_CASES[i]
-    if pred is None:
-        g = torch.Generator().manual_seed(3)
-        target = (torch.rand(200, generator=g) < 0.15).long()
-        flip = torch.rand(200, generator=g) < 0.1
-        pred = torch.where(flip, 1 - target, target)
-    return name, pred, target
+def _q1_hidden(rng: random.Random) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    return [("a random set", *_random_labels(rng.randrange(2**31), rng.randint(20, 200), rng.uniform(0.1, 0.5),
+                                             rng.uniform(0.05, 0.3))) for _ in range(2)]
 
 
-def _check_prf(fn: Any, timeout: float) -> None:
-    require_callable(fn, "precision_recall_f1")
-    for i in range(len(_Q1_CASES)):
-        name, pred, target = _case(i)
-        shown = f"{name}: pred={pred.tolist() if len(pred) <= 12 else 'random (200,)'}, " \
-                f"target={target.tolist() if len(target) <= 12 else 'random (200,)'}"
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, abs_tol=1e-6)
+
+
+def _check_prf(fn: Any, timeout: float, cases: list[tuple[str, torch.Tensor, torch.Tensor]]) -> None:
+    for name, pred, target in cases:
+        shown = (f"{name}: pred={pred.tolist() if len(pred) <= 12 else f'random ({len(pred)},)'}, "
+                 f"target={target.tolist() if len(target) <= 12 else f'random ({len(target)},)'}")
         got = call_safely(fn, pred.clone(), target.clone(), timeout=timeout, show_input=shown)
         if not (isinstance(got, (tuple, list)) and len(got) == 3):
             extra = " Did you forget a `return` statement?" if got is None else ""
@@ -111,22 +117,21 @@ def _check_prf(fn: Any, timeout: float) -> None:
             raise CheckFailed("A result is NaN: a ratio was 0/0. When nothing is predicted positive, precision is "
                               "0/0; when there are no positives, recall is 0/0; and F1 is 0/0 when both are 0. "
                               "Return 0.0 in those cases (if tp + fp > 0 else 0.0).", input=shown)
-        close = lambda a, b: math.isclose(a, b, abs_tol=1e-6)  # noqa: E731
-        if close(p, ep) and close(r, er) and close(f, ef):
+        if _close(p, ep) and _close(r, er) and _close(f, ef):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=(ep, er, ef), got=(p, r, f))  # noqa: E731
-        if close(p, er) and close(r, ep) and not close(ep, er):
+        fail = CheckFailed.at(input=shown, expected=(ep, er, ef), got=(p, r, f))
+        if _close(p, er) and _close(r, ep) and not _close(ep, er):
             raise fail("Precision and recall are swapped. Precision = TP / (TP + FP): of the predicted positives, "
                        "how many are right. Recall = TP / (TP + FN): of the true positives, how many were found.")
         acc = float((pred == target).float().mean())
-        if close(f, acc) and not close(acc, ef):
+        if _close(f, acc) and not _close(acc, ef):
             raise fail("The third number is the accuracy. F1 is the harmonic mean of precision and recall, "
                        "2 * p * r / (p + r); with imbalanced classes it can be far from the accuracy.")
-        if close(f, (p + r) / 2) and not close(ef, (ep + er) / 2):
+        if _close(f, (p + r) / 2) and not _close(ef, (ep + er) / 2):
             raise fail("F1 is the harmonic mean 2 * p * r / (p + r), not the arithmetic mean (p + r) / 2.")
         tp, fp, fn, tn = _counts(pred, target)
         flipped = ref_precision_recall_f1(1 - pred, 1 - target)
-        if close(p, flipped[0]) and close(r, flipped[1]) and not (close(ep, flipped[0]) and close(er, flipped[1])):
+        if _close(p, flipped[0]) and _close(r, flipped[1]) and not (_close(ep, flipped[0]) and _close(er, flipped[1])):
             raise fail("These are the scores of class 0. The positive class is 1 (e.g. spam).")
         raise fail(f"The scores are not right. On this input TP = {tp}, FP = {fp}, FN = {fn}, TN = {tn}.")
 
@@ -141,6 +146,8 @@ q1 = Exercise(
         "f1 = 2 * precision * recall / (precision + recall). A ratio that would be 0/0 is 0.0."
     ),
     checker=_check_prf,
+    cases=_Q1_CASES,
+    hidden=_q1_hidden,
     hints=[
         "Count TP = predicted 1 and truly 1, FP = predicted 1 but truly 0, FN = predicted 0 but truly 1. "
         "((pred == 1) & (target == 1)).sum() counts TP.",
@@ -177,36 +184,52 @@ def _q2_case(shape: tuple[int, ...], d_in: int, d_out: int, r: int, alpha: float
     return x, W, b, A, B, alpha, r
 
 
-_Q2_CASES = [((2, 5), 8, 12, 2, 4.0, 0), ((3,), 6, 6, 3, 6.0, 1), ((2, 3, 4), 10, 7, 4, 16.0, 2)]
+_Q2_CASES = [((2, 5), 8, 12, 2, 4.0, 0), ((3,), 6, 6, 3, 6.0, 1), ((2, 3, 4), 10, 7, 4, 16.0, 2),
+             ((2, 3), 5, 4, 4, 6.0, 3)]  # alpha / r = 1.5: integer division (alpha // r) gives 1
 
 
-def _check_lora_forward(fn: Any, timeout: float) -> None:
-    require_callable(fn, "lora_forward")
-    for shape, d_in, d_out, r, alpha, seed in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[Any, ...]]:
+    r = rng.randint(2, 5)
+    return [((rng.randint(1, 3), rng.randint(1, 4)), rng.randint(2, 9), rng.randint(2, 9), r, r * rng.randint(1, 4) + 1.0,
+             rng.randrange(2**31))]
+
+
+def _check_lora_forward(fn: Any, timeout: float, cases: list[tuple[Any, ...]]) -> None:
+    for shape, d_in, d_out, r, alpha, seed in cases:
         args = _q2_case(shape, d_in, d_out, r, alpha, seed)
-        shown = f"x {(*shape, d_in)}, W ({d_out}, {d_in}), b ({d_out},), A ({r}, {d_in}), B ({d_out}, {r}), alpha={alpha:g}, r={r}"
+        shown = (f"x {(*shape, d_in)}, W ({d_out}, {d_in}), b ({d_out},), A ({r}, {d_in}), B ({d_out}, {r}), "
+                 f"alpha={alpha:g}, r={r}")
         got = call_safely(fn, *[a.clone() if isinstance(a, torch.Tensor) else a for a in args],
                           timeout=timeout, show_input=shown)
         expected = ref_lora_forward(*args)
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape and torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+        if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
             continue
-        x, W, b, A, B, _, _ = args
-        base = x @ W.T + b
-        delta = x @ A.T @ B.T
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape:
-            near = lambda t: torch.allclose(got, t, rtol=RTOL, atol=ATOL)  # noqa: E731
-            if near(base):
-                raise fail("This is only the base layer x W^T + b: add the low-rank update (alpha / r) x A^T B^T.")
-            if near(base + delta):
-                raise fail("The update is not scaled: multiply x A^T B^T by alpha / r.")
-            if near(base + alpha * delta):
-                raise fail("The update is scaled by alpha; LoRA scales it by alpha / r.")
-            if near(base + (r / alpha) * delta):
-                raise fail("The scaling is upside down: it is alpha / r, not r / alpha.")
-            if near(x @ W.T + (alpha / r) * delta):
-                raise fail("The bias b of the base layer is missing.")
+        with diagnosing():
+            _diagnose_lora(got, args, CheckFailed.at(input=shown, expected=expected, got=got))
         compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your output", show_input=shown)
+
+
+def _diagnose_lora(got: Any, args: tuple[Any, ...], fail: Any) -> None:
+    x, W, b, A, B, alpha, r = args
+    base = x @ W.T + b
+    delta = x @ A.T @ B.T
+
+    def near(t: torch.Tensor) -> bool:
+        return tensors_close(got, t, rtol=RTOL, atol=ATOL)
+
+    if alpha % r and near(base + (alpha // r) * delta):
+        raise fail("The scale is rounded down: alpha // r is integer division. LoRA scales by alpha / r, which "
+                   "need not be a whole number.")
+    if near(base):
+        raise fail("This is only the base layer x W^T + b: add the low-rank update (alpha / r) x A^T B^T.")
+    if near(base + delta):
+        raise fail("The update is not scaled: multiply x A^T B^T by alpha / r.")
+    if near(base + alpha * delta):
+        raise fail("The update is scaled by alpha; LoRA scales it by alpha / r.")
+    if near(base + (r / alpha) * delta):
+        raise fail("The scaling is upside down: it is alpha / r, not r / alpha.")
+    if near(x @ W.T + (alpha / r) * delta):
+        raise fail("The bias b of the base layer is missing.")
 
 
 q2 = Exercise(
@@ -218,6 +241,9 @@ q2 = Exercise(
         "bias b (out,) on x (..., in), plus the LoRA update (alpha / r) * x A^T B^T with A (r, in) and B (out, r)."
     ),
     checker=_check_lora_forward,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
+    forbidden=("lmlab.lora.LoRALinear.forward",),
     hints=[
         "The base layer is x @ W.T + b, as nn.Linear computes it.",
         "The update goes through the rank-r bottleneck: x @ A.T has shape (..., r), then @ B.T gives (..., out).",
@@ -238,8 +264,4 @@ def lora_forward(x, W, b, A, B, alpha, r):
 )
 
 EXERCISES = ExerciseSet("nb10", "10 · Fine-tuning", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 10 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

@@ -38,57 +38,20 @@ from lmlab.exercises.core import (
     Exercise,
     ExerciseSet,
     LearnerError,
+    Opaque,
     call_safely,
-    require_callable,
+    diagnosing,
+    number_near,
 )
+from lmlab.exercises.fixtures import make_net, net_with_grads
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_params_hash", "ref_grad_norms", "make_net"]
-
-# ----------------------------------------------------------------------------------------------------
-# The models the checks use
-
-
-class _Net(nn.Module):
-    """Registered in the order proj, emb, norm, head (not alphabetical), with a buffer, a frozen
-    parameter (``emb.weight``) and a layer the forward pass does not use (``head``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = nn.Linear(40, 30)  # 1,200 weights: str() of it elides the middle with "..."
-        self.emb = nn.Embedding(6, 40)
-        self.norm = nn.LayerNorm(30)
-        self.head = nn.Linear(30, 2)  # unused in forward: its gradients stay None
-        self.register_buffer("scale", torch.tensor(0.5))  # a buffer: in state_dict, not a parameter
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(self.emb(idx))) * self.scale  # (B, T) -> (B, T, 30)
-
-
-def make_net(seed: int) -> nn.Module:
-    """A small model with deterministic weights (and nonzero LayerNorm parameters)."""
-    g = torch.Generator().manual_seed(seed)
-    net = _Net()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    net.emb.weight.requires_grad_(False)
-    return net
-
-
-def _with_grads(seed: int) -> nn.Module:
-    net = make_net(seed)
-    g = torch.Generator().manual_seed(100 + seed)
-    idx = torch.randint(0, 6, (3, 5), generator=g)
-    target = torch.randn(3, 5, 30, generator=g)
-    ((net(idx) - target) ** 2).mean().backward()
-    return net
-
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_params_hash", "ref_grad_norms", "make_net", "hash_variant"]
 
 # ----------------------------------------------------------------------------------------------------
 # References and typical wrong answers
 
 
-def _hash(items: list[tuple[str, torch.Tensor]], names: bool = True, as_text: bool = False) -> str:
+def hash_variant(items: list[tuple[str, torch.Tensor]], names: bool = True, as_text: bool = False) -> str:
     h = hashlib.sha256()
     for name, t in items:
         if names:
@@ -100,7 +63,7 @@ def _hash(items: list[tuple[str, torch.Tensor]], names: bool = True, as_text: bo
 
 def ref_params_hash(model: nn.Module) -> str:
     """Reference for q1."""
-    return _hash(sorted(model.named_parameters(), key=lambda kv: kv[0]))
+    return hash_variant(sorted(model.named_parameters(), key=lambda kv: kv[0]))
 
 
 def ref_grad_norms(model: nn.Module) -> dict[str, float]:
@@ -114,16 +77,15 @@ def ref_grad_norms(model: nn.Module) -> dict[str, float]:
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _check_params_hash(fn: Any, timeout: float) -> None:
-    require_callable(fn, "params_hash")
-    for seed in (0, 1):
+def _check_params_hash(fn: Any, timeout: float, cases: list[int]) -> None:
+    for seed in cases:
         net = make_net(seed)
         shown = f"a small model (nn.Linear, nn.Embedding, nn.LayerNorm, nn.Linear; weights from seed {seed})"
         got = call_safely(fn, net, timeout=timeout, show_input=shown)
         if isinstance(got, (bytes, bytearray)):
             raise CheckFailed("You returned the raw digest bytes; return the 64-character hex string: h.hexdigest().",
                               input=shown)
-        if hasattr(got, "hexdigest") and not isinstance(got, str):
+        if isinstance(got, Opaque) and "hash" in got.type_name.lower():
             raise CheckFailed("You returned the hash object itself; return its text: h.hexdigest().", input=shown)
         if not isinstance(got, str) or not _HEX64.match(got):
             extra = " Did you forget a `return` statement?" if got is None else ""
@@ -149,22 +111,26 @@ def _check_params_hash(fn: Any, timeout: float) -> None:
                                   "in changes from call to call (a set?). Sort the named parameters by name.",
                                   input=shown)
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
-        if got == _hash(list(net.named_parameters())):
-            raise fail("The parameters are hashed in the order the modules were registered (proj, emb, norm, "
-                       "head), not sorted by name. Sort them: sorted(model.named_parameters(), key=lambda kv: kv[0]). "
-                       "Then the hash does not depend on how the model's code happens to be written.")
-        if got == _hash(sorted(net.named_parameters(), key=lambda kv: kv[0]), names=False):
-            raise fail("The bytes are right but the names are missing: update the hash with name.encode('utf-8') "
-                       "before each parameter's bytes, so that two parameters swapping values changes the hash.")
-        if got == _hash(sorted(net.state_dict().items())):
-            raise fail("You hashed the state_dict, which also holds buffers (here `scale`). Hash the parameters "
-                       "only: model.named_parameters().")
-        if got == _hash(sorted(net.named_parameters(), key=lambda kv: kv[0]), as_text=True):
-            raise fail("You hashed str(p). Hash the exact bytes: p.detach().cpu().contiguous().numpy().tobytes().")
-        raise fail("The hash is not the expected one. For each (name, p) in sorted(model.named_parameters()): "
-                   "h.update(name.encode('utf-8')), then h.update(p.detach().cpu().contiguous().numpy().tobytes()); "
-                   "return h.hexdigest().")
+        with diagnosing():
+            _diagnose_hash(got, net, CheckFailed.at(input=shown, expected=expected, got=got))
+        raise CheckFailed("The hash is not the expected one. For each (name, p) in sorted(model.named_parameters()): "
+                          "h.update(name.encode('utf-8')), then h.update(p.detach().cpu().contiguous().numpy()"
+                          ".tobytes()); return h.hexdigest().", input=shown, expected=expected, got=got)
+
+
+def _diagnose_hash(got: str, net: nn.Module, fail: Any) -> None:
+    if got == hash_variant(list(net.named_parameters())):
+        raise fail("The parameters are hashed in the order the modules were registered (proj, emb, norm, "
+                   "head), not sorted by name. Sort them: sorted(model.named_parameters(), key=lambda kv: kv[0]). "
+                   "Then the hash does not depend on how the model's code happens to be written.")
+    if got == hash_variant(sorted(net.named_parameters(), key=lambda kv: kv[0]), names=False):
+        raise fail("The bytes are right but the names are missing: update the hash with name.encode('utf-8') "
+                   "before each parameter's bytes, so that two parameters swapping values changes the hash.")
+    if got == hash_variant(sorted(net.state_dict().items())):
+        raise fail("You hashed the state_dict, which also holds buffers (here `scale`). Hash the parameters "
+                   "only: model.named_parameters().")
+    if got == hash_variant(sorted(net.named_parameters(), key=lambda kv: kv[0]), as_text=True):
+        raise fail("You hashed str(p). Hash the exact bytes: p.detach().cpu().contiguous().numpy().tobytes().")
 
 
 q1 = Exercise(
@@ -177,6 +143,9 @@ q1 = Exercise(
         "hashlib.sha256() with name.encode('utf-8') and then p.detach().cpu().contiguous().numpy().tobytes()."
     ),
     checker=_check_params_hash,
+    cases=[0, 1],
+    hidden=lambda rng: [rng.randrange(2**31)],
+    forbidden=("lmlab.tracking.params_hash",),
     hints=[
         "h = hashlib.sha256() makes a hash you can feed bytes with h.update(b); h.hexdigest() gives the text.",
         "sorted(model.named_parameters(), key=lambda kv: kv[0]) visits the parameters in name order, whatever "
@@ -208,10 +177,9 @@ def params_hash(model):
 # q2 grad_norms
 
 
-def _check_grad_norms(fn: Any, timeout: float) -> None:
-    require_callable(fn, "grad_norms")
-    for seed in (0, 1):
-        net = _with_grads(seed)
+def _check_grad_norms(fn: Any, timeout: float, cases: list[int]) -> None:
+    for seed in cases:
+        net = net_with_grads(seed)
         shown = (f"a small model after one backward pass (seed {seed}); emb.weight is frozen and head is unused, "
                  "so their .grad is None")
         try:
@@ -250,8 +218,8 @@ def _check_grad_norms(fn: Any, timeout: float) -> None:
             if math.isclose(value, exp, rel_tol=1e-4, abs_tol=1e-7):
                 continue
             grad, p = params[name].grad, params[name]
-            near = lambda v: math.isclose(value, float(v), rel_tol=1e-4, abs_tol=1e-7)  # noqa: E731
-            fail = lambda msg: CheckFailed(msg, input=shown + f", parameter {name!r}", expected=exp, got=value)  # noqa: E731
+            near = number_near(value, rtol=1e-4, atol=1e-7)
+            fail = CheckFailed.at(input=shown + f", parameter {name!r}", expected=exp, got=value)
             if near(p.detach().norm()):
                 raise fail("This is the norm of the parameter itself; take the norm of its gradient, p.grad.")
             if near(grad.norm() ** 2):
@@ -274,6 +242,9 @@ q2 = Exercise(
         "of every parameter of model.named_parameters() whose .grad is not None (call it after loss.backward())."
     ),
     checker=_check_grad_norms,
+    cases=[0, 1],
+    hidden=lambda rng: [rng.randrange(2**31)],
+    forbidden=("lmlab.tracking.grad_norms",),
     hints=[
         "After backward(), each parameter p holds its gradient in p.grad (same shape as p), or None if it got no "
         "gradient (frozen with requires_grad=False, or not used by the forward pass).",
@@ -295,8 +266,4 @@ def grad_norms(model):
 )
 
 EXERCISES = ExerciseSet("nb11", "11 · Reproducibility and maintenance", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 11 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress

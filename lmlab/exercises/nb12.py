@@ -25,13 +25,15 @@ The functions the learner writes:
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
 
-from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, call_safely, describe, require_callable
+from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, as_index, call_safely, describe
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_convert_weight", "ref_first_mismatch", "CONV1D_WEIGHTS"]
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_convert_weight", "ref_first_mismatch", "CONV1D_WEIGHTS",
+           "small_gpt"]
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -44,50 +46,65 @@ def ref_convert_weight(name: str, tensor: torch.Tensor) -> tuple[str, torch.Tens
     return name, (tensor.t() if name.endswith(CONV1D_WEIGHTS) else tensor)
 
 
-def _small_gpt():
+_Q1_CONFIGS = [dict(vocab_size=11, block_size=7, n_layer=2, n_head=2, n_embd=8)]  # non-square shapes
+
+
+def _q1_hidden(rng: random.Random) -> list[dict[str, int]]:
+    n_head = rng.randint(1, 3)
+    return [dict(vocab_size=rng.randint(5, 40), block_size=rng.randint(3, 16), n_layer=rng.randint(1, 3),
+                 n_head=n_head, n_embd=n_head * rng.randint(2, 6), seed=rng.randrange(2**31))]
+
+
+def small_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, seed: int = 0) -> Any:
+    """A small lmlab GPT with deterministic random weights, in eval mode."""
     from lmlab.models import GPT, GPTConfig
 
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=11, block_size=7, n_layer=2, n_head=2, n_embd=8)).eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                             n_embd=n_embd)).eval()
 
 
-def _check_convert_weight(fn: Any, timeout: float) -> None:
-    require_callable(fn, "convert_weight")
-    model = _small_gpt()
-    state = model.state_dict()
-    converted = {}
-    for name, w in state.items():
-        shown = f"name={name!r}, tensor of shape {tuple(w.shape)}"
-        got = call_safely(fn, name, w.clone(), timeout=timeout, show_input=shown)
-        if not (isinstance(got, (tuple, list)) and len(got) == 2):
-            extra = " Did you forget a `return` statement?" if got is None else ""
-            raise CheckFailed("`convert_weight` should return a pair (hf_name, hf_tensor)." + extra, input=shown,
-                              got=got)
-        hf_name, hf_w = got
-        exp_name, exp_w = ref_convert_weight(name, w)
-        if hf_name != exp_name:
-            raise CheckFailed("The name should stay the same: lmlab's GPT uses GPT-2's own parameter names "
-                              "(transformer.h.0.attn.c_attn.weight is the same tensor in both).",
-                              input=shown, expected=exp_name, got=hf_name)
-        if not isinstance(hf_w, torch.Tensor):
-            raise CheckFailed("The second item should be a tensor.", input=shown, got=hf_w)
-        if tuple(hf_w.shape) != tuple(exp_w.shape) or not torch.equal(hf_w, exp_w):
-            fail = lambda msg: CheckFailed(msg, input=shown, expected=f"shape {tuple(exp_w.shape)}",  # noqa: E731
-                                           got=f"shape {tuple(hf_w.shape)}" if hf_w.shape != exp_w.shape
-                                           else describe(hf_w))
-            is_conv = name.endswith(CONV1D_WEIGHTS)
-            if is_conv and torch.equal(hf_w, w):
-                raise fail(f"{name} belongs to a Conv1D layer in GPT-2, which stores (in, out) where nn.Linear "
-                           "stores (out, in): transpose it (tensor.t()). The four Conv1D weights are "
-                           "attn.c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj.")
-            if not is_conv and w.dim() == 2 and torch.equal(hf_w, w.t()):
-                raise fail(f"{name} must not be transposed: only the weights of the four Conv1D layers (attn.c_attn, "
-                           "attn.c_proj, mlp.c_fc, mlp.c_proj) are stored transposed in GPT-2. Embeddings (wte, "
-                           "wpe) are (rows = ids or positions, C) in both, and lm_head is tied to wte.")
-            raise fail(f"The tensor for {name} is not what GPT2LMHeadModel expects: the same values, transposed "
-                       "for the four Conv1D weights only.")
-        converted[hf_name] = hf_w
+def _check_convert_weight(fn: Any, timeout: float, cases: list[dict[str, int]]) -> None:
+    for config in cases:
+        model = small_gpt(**config)
+        converted = {name: _converted_entry(fn, timeout, name, w) for name, w in model.state_dict().items()}
+        _check_loads_in_transformers(model, converted)
 
+
+def _converted_entry(fn: Any, timeout: float, name: str, w: torch.Tensor) -> torch.Tensor:
+    """The learner's conversion of one state-dict entry, or a kind CheckFailed."""
+    shown = f"name={name!r}, tensor of shape {tuple(w.shape)}"
+    got = call_safely(fn, name, w.clone(), timeout=timeout, show_input=shown)
+    if not (isinstance(got, (tuple, list)) and len(got) == 2):
+        extra = " Did you forget a `return` statement?" if got is None else ""
+        raise CheckFailed("`convert_weight` should return a pair (hf_name, hf_tensor)." + extra, input=shown, got=got)
+    hf_name, hf_w = got
+    exp_name, exp_w = ref_convert_weight(name, w)
+    if hf_name != exp_name:
+        raise CheckFailed("The name should stay the same: lmlab's GPT uses GPT-2's own parameter names "
+                          "(transformer.h.0.attn.c_attn.weight is the same tensor in both).",
+                          input=shown, expected=exp_name, got=hf_name)
+    if not isinstance(hf_w, torch.Tensor):
+        raise CheckFailed("The second item should be a tensor.", input=shown, got=hf_w)
+    if tuple(hf_w.shape) == tuple(exp_w.shape) and torch.equal(hf_w, exp_w):
+        return hf_w
+    fail = CheckFailed.at(input=shown, expected=f"shape {tuple(exp_w.shape)}",
+                          got=f"shape {tuple(hf_w.shape)}" if hf_w.shape != exp_w.shape else describe(hf_w))
+    is_conv = name.endswith(CONV1D_WEIGHTS)
+    if is_conv and hf_w.shape == w.shape and torch.equal(hf_w, w):
+        raise fail(f"{name} belongs to a Conv1D layer in GPT-2, which stores (in, out) where nn.Linear "
+                   "stores (out, in): transpose it (tensor.t()). The four Conv1D weights are "
+                   "attn.c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj.")
+    if not is_conv and w.dim() == 2 and hf_w.shape == w.t().shape and torch.equal(hf_w, w.t()):
+        raise fail(f"{name} must not be transposed: only the weights of the four Conv1D layers (attn.c_attn, "
+                   "attn.c_proj, mlp.c_fc, mlp.c_proj) are stored transposed in GPT-2. Embeddings (wte, "
+                   "wpe) are (rows = ids or positions, C) in both, and lm_head is tied to wte.")
+    raise fail(f"The tensor for {name} is not what GPT2LMHeadModel expects: the same values, transposed "
+               "for the four Conv1D weights only.")
+
+
+def _check_loads_in_transformers(model: Any, converted: dict[str, torch.Tensor]) -> None:
     from transformers import GPT2LMHeadModel
 
     from lmlab.interop import to_hf
@@ -95,7 +112,8 @@ def _check_convert_weight(fn: Any, timeout: float) -> None:
     hf = GPT2LMHeadModel(to_hf(model).config)
     hf.load_state_dict(converted, strict=True)
     hf.eval()
-    x = torch.arange(7).remainder(11).unsqueeze(0)  # (1, 7)
+    T = model.config.block_size
+    x = torch.arange(T).remainder(model.config.vocab_size).unsqueeze(0)  # (1, T)
     with torch.no_grad():
         diff = (hf(x).logits - model(x)[0]).abs().max().item()
     if diff > 1e-4:  # internal: the reference itself would be wrong
@@ -113,6 +131,9 @@ q1 = Exercise(
         "(out, in). The check converts every entry of a small GPT and loads the result into a GPT2LMHeadModel."
     ),
     checker=_check_convert_weight,
+    cases=_Q1_CONFIGS,
+    hidden=_q1_hidden,
+    forbidden=("lmlab.interop.to_hf",),
     hints=[
         "Compare print(list(gpt.state_dict())) with print(list(to_hf(gpt).state_dict())): are the names different?",
         "Only weights (names ending in .weight) of the four Conv1D layers change layout; biases, LayerNorms and "
@@ -159,16 +180,26 @@ _Q2_CASES = [
 ]
 
 
-def _check_first_mismatch(fn: Any, timeout: float) -> None:
-    require_callable(fn, "first_mismatch")
-    for ours, theirs in _Q2_CASES:
+def _q2_hidden(rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    cases = []
+    for _ in range(3):
+        ours = [rng.randrange(5) for _ in range(rng.randint(0, 12))]
+        theirs = list(ours)
+        if theirs and rng.random() < 0.7:
+            theirs[rng.randrange(len(theirs))] += 1  # one id differs
+        cases.append((ours, theirs + [rng.randrange(5)] * rng.randint(0, 2)))  # maybe longer
+    return cases
+
+
+def _check_first_mismatch(fn: Any, timeout: float, cases: list[tuple[list[int], list[int]]]) -> None:
+    for ours, theirs in cases:
         shown = f"ours={ours}, theirs={theirs}"
-        got = call_safely(fn, list(ours), list(theirs), timeout=timeout, show_input=shown)
+        got = as_index(call_safely(fn, list(ours), list(theirs), timeout=timeout, show_input=shown))
         expected = ref_first_mismatch(ours, theirs)
         is_index = isinstance(got, int) and not isinstance(got, bool)
         if (expected is None and got is None) or (expected is not None and is_index and got == expected):
             continue
-        fail = lambda msg: CheckFailed(msg, input=shown, expected=expected, got=got)  # noqa: E731
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         if expected is None and got == -1:
             raise fail("Return None (not -1) when the lists are equal: -1 is a valid index in Python and would "
                        "point at the last token.")
@@ -192,6 +223,8 @@ q2 = Exercise(
         "is a prefix of the other, the length of the shorter one; None if they are equal."
     ),
     checker=_check_first_mismatch,
+    cases=_Q2_CASES,
+    hidden=_q2_hidden,
     hints=[
         "for i, (a, b) in enumerate(zip(ours, theirs)) walks both lists together, with the position.",
         "zip stops at the shorter list: after the loop, equal lengths mean equal lists.",
@@ -216,8 +249,4 @@ def first_mismatch(ours, theirs):
 )
 
 EXERCISES = ExerciseSet("nb12", "12 · Hugging Face interop", [q1, q2])
-
-
-def progress() -> None:
-    """Print which exercises of notebook 12 passed in this session."""
-    EXERCISES.progress()
+progress = EXERCISES.progress
