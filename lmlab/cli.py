@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+from lmlab.files import atomic_write_json
 
 # Sizes that finish in a few minutes on a laptop CPU, and a larger one for a GPU.
 # The CPU GPT was chosen by time to validation loss 1.88 on a 2-core CPU (benchmarks/time_to_loss.py): at the
@@ -180,9 +181,7 @@ def _cmd_train(args) -> int:
     record.finish({"best_val_loss": history.best_val_loss, "final_train_loss": history.final_train_loss,
                    "steps": history.steps[-1] if history.steps else 0, "minutes": round(minutes, 3)})
     record.save(out / "run.json")
-    tmp = out / "history.json.tmp"
-    tmp.write_text(json.dumps(history.to_dict()))
-    tmp.replace(out / "history.json")  # atomic: a kill leaves the old file or the new one, never half of one
+    atomic_write_json(out / "history.json", history.to_dict())  # a kill leaves the old file or the new one
     print(f"done in {minutes:.1f} min: best validation loss {history.best_val_loss:.4f}; "
           f"sample with: lmlab sample --checkpoint {out}")
     return 0

@@ -54,6 +54,7 @@ from lmlab.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
+from lmlab.device import PRECISIONS, autocast, pick_device, resolve_precision
 from lmlab.repro import get_rng_state, seed_rngs, set_rng_state
 
 __all__ = [
@@ -68,9 +69,6 @@ __all__ = [
     "pick_device",
     "resolve_precision",
 ]
-
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 class BatchSource(Protocol):
     """Anything with ``get(step) -> (x, y)``; see ``lmlab.data.batching``."""
@@ -120,8 +118,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"TrainConfig.grad_clip must be positive or None, got {self.grad_clip!r}")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("early_stopping_patience", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -207,52 +205,7 @@ class History:
 
 
 # ----------------------------------------------------------------------------------------------------
-# pure pieces: device, precision, schedule, optimizer, evaluation
-
-
-def pick_device(preferred: str | torch.device | None = None) -> torch.device:
-    """The device to train on: ``preferred`` if given, else CUDA, then Apple's MPS, then CPU.
-
-    Example:
-        >>> pick_device("cpu")
-        device(type='cpu')
-    """
-    if preferred is not None:
-        device = torch.device(preferred)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available; use device=None or 'cpu'")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was asked for but MPS is not available; use device=None or 'cpu'")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into a concrete precision for ``device`` and check the choice is possible.
-
-    auto: bf16 on CUDA GPUs that support it (Ampere and newer), fp16 (with a gradient scaler) on older
-    CUDA GPUs, fp32 on CPU and MPS.
-    """
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
-            f"precision='fp16' needs a CUDA GPU (it uses a gradient scaler); on {device.type} use 'bf16' or 'fp32'"
-        )
-    return precision
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision: matrix products in ``dtype``, reductions (softmax, loss) in fp32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+# pure pieces: schedule, optimizer, evaluation
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -319,7 +272,7 @@ def evaluate(
     try:
         for i in range(n_batches):
             x, y = batches.get(i)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 _, loss = model(x.to(device), y.to(device))
             total += loss.float()
     finally:
@@ -661,7 +614,7 @@ def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, r
                 # DDP averages gradients across processes during backward; only needed on the last micro-batch
                 sync = fwd_model.no_sync() if (world > 1 and not last_micro) else nullcontext()
                 with sync:
-                    with _autocast(device, amp_dtype):
+                    with autocast(device, amp_dtype):
                         _, loss = _pair(fwd_model(x, y), "the model", "(logits, loss), the lmlab convention")
                     if loss is None:
                         raise TypeError("the model returned loss=None; it must compute the loss when given targets")
