@@ -238,3 +238,12 @@ def test_load_sms_spam_counts(data_dir):
     assert ds.texts[0].startswith("Go until jurong point")
     assert ds.label_names[ds.labels[2]] == "spam"
     assert os.environ["LMLAB_DATA_DIR"] == str(data_dir)
+
+
+def test_offline_env_points_at_a_local_folder_and_keeps_what_is_set(tmp_path):
+    from lmlab.data import offline_env
+
+    assert offline_env(tmp_path, {}) == {"LMLAB_DATA_DIR": str(tmp_path), "LMLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    assert "LMLAB_DATA_DIR" not in offline_env(tmp_path / "absent", {})  # only a folder that exists
+    kept = offline_env(tmp_path, {"LMLAB_DATA_DIR": "/elsewhere", "LMLAB_PROGRESS": "1"})
+    assert kept["LMLAB_DATA_DIR"] == "/elsewhere" and kept["LMLAB_PROGRESS"] == "1"

@@ -17,6 +17,7 @@ from lmlab.data.corpora import (
     fetch,
     load_sms_spam,
     load_text,
+    offline_env,
     verify,
 )
 from lmlab.data.synthetic import GrammarSource, MarkovSource, Sentence
@@ -37,6 +38,7 @@ __all__ = [
     "fetch",
     "load_sms_spam",
     "load_text",
+    "offline_env",
     "train_val_split",
     "verify",
 ]

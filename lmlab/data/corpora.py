@@ -24,6 +24,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from collections.abc import MutableMapping
 from typing import NamedTuple
 
 ENV_VAR = "LMLAB_DATA_DIR"
@@ -106,6 +107,24 @@ def data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("lmlab"))
+
+
+def offline_env(data_folder: str | os.PathLike, env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Settings for working offline from a local copy of the corpora (tests, notebook runs, benchmarks):
+    ``LMLAB_DATA_DIR=data_folder`` unless it is already set (and only when the folder exists), no progress bars
+    (``LMLAB_PROGRESS=0``) and Hugging Face offline (``HF_HUB_OFFLINE=1``) unless set otherwise.
+
+    Changes ``env`` (default ``os.environ``) in place and returns it, so ``offline_env(folder, dict(os.environ))``
+    gives the environment of a child process.
+
+    Example: offline_env("/srv/lmlab-data") -> LMLAB_DATA_DIR=/srv/lmlab-data, LMLAB_PROGRESS=0, HF_HUB_OFFLINE=1
+    """
+    env = os.environ if env is None else env
+    if ENV_VAR not in env and Path(data_folder).is_dir():
+        env[ENV_VAR] = str(data_folder)
+    env.setdefault("LMLAB_PROGRESS", "0")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
 
 
 _default_data_dir = data_dir  # fetch() and friends take an argument named data_dir that hides this function
@@ -240,43 +259,50 @@ def fetch(
         ) from e
     mirrors = tuple(urls) if urls is not None else c.urls
     for url in mirrors:
-        tmp_download = tmp_file = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".part")
-            os.close(fd)
-            tmp_download = Path(tmp)
-            _download(url, tmp_download, timeout)
-            if c.zip_member is not None:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".member")
-                os.close(fd)
-                tmp_file = Path(tmp)
-                try:
-                    extract_member(tmp_download, c.zip_member, tmp_file)
-                except zipfile.BadZipFile as e:
-                    raise OSError(f"not a valid zip archive ({e})") from e
-            else:
-                tmp_file = tmp_download
-            actual = sha256_file(tmp_file)
-            if actual != c.sha256:
-                size = tmp_file.stat().st_size
-                raise OSError(
-                    f"sha256 mismatch for {c.filename}: expected {c.sha256}, got {actual} ({size} bytes, "
-                    f"expected {c.size}); the download was deleted"
-                )
-            os.replace(tmp_file, path)
+            _download_verified(c, url, path, timeout)
             return path
         except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
             failures.append((url, str(e)))
-        finally:
-            for p in (tmp_download, tmp_file):
-                if p is not None and p.exists():
-                    p.unlink()
     if created and not any(path.parent.iterdir()):
         path.parent.rmdir()  # leave no empty folder behind after a failed first download
     tried = "\n".join(f"  - {u}: {r}" for u, r in failures) or "  (no URLs given)"
     raise DownloadError(
         f"could not get corpus {name!r}; tried:\n{tried}\n{stale}{_offline_help(c, path)}", failures
     )
+
+
+def _download_verified(c: Corpus, url: str, path: Path, timeout: float) -> None:
+    """Download ``url`` into a temporary file next to ``path`` (for a zip: extract the member), check its
+    SHA-256, and only then move it to ``path``. Raises OSError saying what was wrong; leaves no temporary file."""
+    tmp_download = tmp_file = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".part")
+        os.close(fd)
+        tmp_download = Path(tmp)
+        _download(url, tmp_download, timeout)
+        if c.zip_member is not None:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{c.filename}.", suffix=".member")
+            os.close(fd)
+            tmp_file = Path(tmp)
+            try:
+                extract_member(tmp_download, c.zip_member, tmp_file)
+            except zipfile.BadZipFile as e:
+                raise OSError(f"not a valid zip archive ({e})") from e
+        else:
+            tmp_file = tmp_download
+        actual = sha256_file(tmp_file)
+        if actual != c.sha256:
+            size = tmp_file.stat().st_size
+            raise OSError(
+                f"sha256 mismatch for {c.filename}: expected {c.sha256}, got {actual} ({size} bytes, "
+                f"expected {c.size}); the download was deleted"
+            )
+        os.replace(tmp_file, path)
+    finally:
+        for p in (tmp_download, tmp_file):
+            if p is not None and p.exists():
+                p.unlink()
 
 
 def download_all(
