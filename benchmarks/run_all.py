@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lmlab.data import offline_env
+
 HERE = Path(__file__).resolve().parent
 
 INTRO = """# Benchmarks
@@ -92,10 +94,7 @@ def main(argv: list[str]) -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run_all.py")
     if names:
         scripts = [p for p in scripts if p.stem in names]
-    shared = HERE.parent.parent / "shared" / "data"
-    if "LMLAB_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["LMLAB_DATA_DIR"] = str(shared)
-    os.environ.setdefault("LMLAB_PROGRESS", "0")
+    offline_env(HERE.parent.parent / "shared" / "data")
     header = machine()
     print(header)
     sections, failed = [], []

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lmlab.data import offline_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,10 +33,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1.88)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args, extra = parser.parse_known_args()
-    shared = ROOT.parent / "shared" / "data"
-    env = dict(os.environ, LMLAB_PROGRESS="0")
-    if "LMLAB_DATA_DIR" not in env and shared.is_dir():
-        env["LMLAB_DATA_DIR"] = str(shared)
+    env = offline_env(ROOT.parent / "shared" / "data", dict(os.environ))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "lmlab.cli", "train", "--corpus", "tinyshakespeare", "--model", "gpt",

@@ -26,6 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from lmlab.checks import divisors_near, multiples_near
+
 __all__ = ["causal_mask", "scaled_dot_product_attention", "MultiHeadAttention"]
 
 
@@ -131,7 +133,7 @@ class MultiHeadAttention(nn.Module):
         if d_model % n_heads != 0:
             raise ValueError(
                 f"d_model={d_model} is not divisible by n_heads={n_heads}; "
-                f"try n_heads in {_divisors_near(d_model, n_heads)} or d_model in {_multiples_near(n_heads, d_model)}"
+                f"try n_heads in {divisors_near(d_model, n_heads)} or d_model in {multiples_near(n_heads, d_model)}"
             )
         self.d_model = d_model
         self.n_heads = n_heads
@@ -189,18 +191,3 @@ class MultiHeadAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.out_proj(y), weights
 
-
-def _divisors_near(n: int, target: int, count: int = 3) -> list[int]:
-    """The ``count`` divisors of ``n`` closest to ``target``. Example: _divisors_near(128, 6) -> [4, 8, 2]"""
-    divs = [d for d in range(1, n + 1) if n % d == 0]
-    return sorted(divs, key=lambda d: (abs(d - target), d))[:count]
-
-
-def _multiples_near(m: int, target: int, count: int = 2) -> list[int]:
-    """The ``count`` positive multiples of ``m`` closest to ``target``.
-
-    Example: _multiples_near(6, 128) -> [126, 132]
-    """
-    lo = max(m, (target // m) * m)
-    cands = {lo, lo + m} | ({lo - m} if lo - m > 0 else set())
-    return sorted(sorted(cands, key=lambda x: (abs(x - target), x))[:count])

@@ -12,29 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-# Sizes that finish in a few minutes on a laptop CPU, and a larger one for a GPU.
-# The CPU GPT was chosen by time to validation loss 1.88 on a 2-core CPU (benchmarks/time_to_loss.py): at the
-# same 1000 steps of 32 x 64 characters, 2 layers at lr 5e-3 reach 1.88 by about step 650 and end near 1.77,
-# while 4 layers at lr 2e-3 (nanoGPT's CPU recipe, bigger batch) need about 850 steps at twice the cost per step.
-PRESETS = {
-    "gpt": {
-        "cpu": dict(block_size=64, n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=32,
-                    max_steps=1000, lr=5e-3, warmup_steps=100, eval_every=100, eval_batches=20),
-        "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, batch_size=64,
-                    max_steps=5000, lr=1e-3, warmup_steps=200, eval_every=500, eval_batches=50),
-    },
-    "lstm": {
-        "cpu": dict(block_size=64, n_layer=1, n_embd=64, n_hidden=256, dropout=0.0, batch_size=32,
-                    max_steps=2000, lr=3e-3, warmup_steps=50, eval_every=250, eval_batches=20),
-        "gpu": dict(block_size=256, n_layer=2, n_embd=256, n_hidden=1024, dropout=0.2, batch_size=64,
-                    max_steps=5000, lr=2e-3, warmup_steps=200, eval_every=500, eval_batches=50),
-    },
-}
+from lmlab.course import add_cli
+from lmlab.files import atomic_write_json
+from lmlab.runconfig import OPTIONS, PRESETS, RunConfig
 
 
 def _cmd_env(args) -> int:
@@ -74,115 +58,96 @@ def _cmd_data(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _build_tokenizer(text: str, kind: str, vocab_size: int):
-    from lmlab.tokenizers import BPETokenizer, CharTokenizer
+def _run_tokenizer(path: Path, text: str, run: RunConfig):
+    """The run's tokenizer: the one saved in the run folder, else a new one (saved there)."""
+    from lmlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 
-    if kind == "char":
-        return CharTokenizer.from_text(text)
-    tok = BPETokenizer()
-    tok.train(text, vocab_size)
+    if path.is_file():
+        return load_tokenizer(path)
+    if run.tokenizer == "char":
+        tok = CharTokenizer.from_text(text)
+    else:
+        tok = BPETokenizer()
+        tok.train(text, run.vocab_size)
+    tok.save(path)
     return tok
 
 
-def _load_tokenizer(path: Path):
-    from lmlab.tokenizers import load_tokenizer
+def _new_run(out: Path, args) -> RunConfig | None:
+    """The preset (gpu if CUDA, else cpu) changed by the options given; None after saying on stderr that
+    ``out`` already holds a run."""
+    import torch
 
-    return load_tokenizer(path)
+    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+        print(f"{out} already holds a run: pass --resume to continue it or --out to start a new one "
+              "(nothing was overwritten)", file=sys.stderr)
+        return None
+    preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
+    return RunConfig.new(args.model, preset, {name: getattr(args, name) for name in OPTIONS}, corpus=args.corpus,
+                         tokenizer=args.tokenizer, vocab_size=args.vocab_size, seed=args.seed, threads=args.threads)
 
 
-def _saved_run_config(path: Path, model: str) -> dict | None:
-    """The config of the run recorded in ``path`` (run.json), or None after saying on stderr what is wrong:
-    a damaged file, or one from another lmlab version that lacks settings this version needs."""
+def _resumed_run(out: Path, model: str) -> RunConfig | None:
+    """The run recorded in ``out/run.json``, or None after saying on stderr what is wrong: no record, a
+    damaged one, or one from another lmlab version whose settings this version cannot rebuild."""
     import lmlab
     from lmlab.repro import RunRecord
 
+    path = out / "run.json"
+    if not path.is_file():
+        print(f"nothing to resume in {out}: no run.json there. Start a run without --resume first.", file=sys.stderr)
+        return None
     try:
         record = RunRecord.load(path)
     except ValueError as e:
         print(f"cannot resume: {e}", file=sys.stderr)
         return None
-    opts = record.config
-    needed = ["model", "corpus", "tokenizer", "vocab_size", "seed", "block_size", "batch_size", "n_layer", "n_embd",
-              "dropout", "max_steps", "lr", "warmup_steps", "eval_every", "eval_batches"]
-    needed += ["n_head"] if opts.get("model", model) == "gpt" else ["n_hidden"]
-    missing = [k for k in needed if k not in opts]
-    if missing:
-        print(f"cannot resume {path.parent}: its run.json (written by lmlab {record.lmlab_version or '?'}; this is "
-              f"lmlab {lmlab.__version__}) lacks the settings {missing}. Resume it with the lmlab version that "
-              "started it, or start a new run with --out", file=sys.stderr)
+    try:
+        return RunConfig.from_dict(record.config, model=model)
+    except ValueError as e:
+        print(f"cannot resume {out}: its run.json (written by lmlab {record.lmlab_version or '?'}; this is "
+              f"lmlab {lmlab.__version__}) {e}. Resume it with the lmlab version that started it, or start a new "
+              "run with --out", file=sys.stderr)
         return None
-    return opts
 
 
 def _cmd_train(args) -> int:
     import torch
 
     from lmlab.data import LMBatches, load_text, train_val_split
-    from lmlab.models import GPT, GPTConfig, LSTMConfig, LSTMLM
+    from lmlab.device import pick_device
     from lmlab.repro import RunRecord, seed_everything
-    from lmlab.train import TrainConfig, pick_device, train
+    from lmlab.train import train
 
     out = Path(args.out)
-    ckpt_dir = out / "checkpoints"
-    if args.resume:
-        if not (out / "run.json").is_file():
-            print(f"nothing to resume in {out}: no run.json there. Start a run without --resume first.", file=sys.stderr)
-            return 2
-        opts = _saved_run_config(out / "run.json", args.model)
-        if opts is None:
-            return 2
-    else:
-        preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
-        opts = dict(PRESETS[args.model][preset])
-        for key in ("block_size", "n_layer", "n_head", "n_embd", "batch_size", "max_steps", "lr", "dropout",
-                    "eval_every"):
-            value = getattr(args, key, None)
-            if value is not None:
-                opts[key] = value
-        opts.update(model=args.model, corpus=args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-                    seed=args.seed, preset=preset, threads=args.threads)
-        if (ckpt_dir.exists() and any(ckpt_dir.iterdir())):
-            print(f"{out} already holds a run: pass --resume to continue it or --out to start a new one "
-                  "(nothing was overwritten)", file=sys.stderr)
-            return 2
-    seed_everything(opts["seed"], threads=opts.get("threads"))
-    text = load_text(opts["corpus"])
+    run = _resumed_run(out, args.model) if args.resume else _new_run(out, args)
+    if run is None:
+        return 2
+    seed_everything(run.seed, threads=run.threads)
+    text = load_text(run.corpus)
     out.mkdir(parents=True, exist_ok=True)
-    tok_path = out / "tokenizer.json"
-    if tok_path.is_file():
-        tok = _load_tokenizer(tok_path)
-    else:
-        tok = _build_tokenizer(text, opts["tokenizer"], opts["vocab_size"])
-        tok.save(tok_path)
+    tok = _run_tokenizer(out / "tokenizer.json", text, run)
     ids = torch.tensor(tok.encode(text), dtype=torch.long)
     train_ids, val_ids = train_val_split(ids, 0.1)
-    T, B = opts["block_size"], opts["batch_size"]
-    train_batches = LMBatches(train_ids, T, B, seed=opts["seed"])
-    val_batches = LMBatches(val_ids, T, B, seed=opts["seed"] + 1)
-    if opts["model"] == "gpt":
-        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=T, n_layer=opts["n_layer"],
-                              n_head=opts["n_head"], n_embd=opts["n_embd"], dropout=opts["dropout"]))
-    else:
-        model = LSTMLM(LSTMConfig(vocab_size=tok.vocab_size, n_embd=opts["n_embd"], n_hidden=opts["n_hidden"],
-                                  n_layer=opts["n_layer"], dropout=opts["dropout"]))
-    config = TrainConfig(max_steps=opts["max_steps"], lr=opts["lr"], warmup_steps=opts["warmup_steps"],
-                         eval_every=opts["eval_every"], eval_batches=opts["eval_batches"], seed=opts["seed"],
-                         checkpoint_dir=str(ckpt_dir), checkpoint_every=args.checkpoint_every or opts["eval_every"],
-                         device=args.device, compile=args.compile, progress=None if args.progress else False)
-    record = RunRecord.start(config=opts, seed=opts["seed"], data=text)
+    T, B = run.settings.block_size, run.settings.batch_size
+    train_batches = LMBatches(train_ids, T, B, seed=run.seed)
+    val_batches = LMBatches(val_ids, T, B, seed=run.seed + 1)
+    model = run.settings.build_model(tok.vocab_size)
+    config = run.train_config(checkpoint_dir=str(out / "checkpoints"), device=args.device, compile=args.compile,
+                              checkpoint_every=args.checkpoint_every or run.settings.eval_every,
+                              progress=None if args.progress else False)
+    record = RunRecord.start(config=run.to_dict(), seed=run.seed, data=text)
     record.save(out / "run.json")
-    device = pick_device(args.device)
-    print(f"training {opts['model']} ({model.num_params():,} parameters) on {opts['corpus']} "
-          f"({len(train_ids):,} train / {len(val_ids):,} val tokens) on {device}; run folder {out}", flush=True)
+    print(f"training {run.model} ({model.num_params():,} parameters) on {run.corpus} "
+          f"({len(train_ids):,} train / {len(val_ids):,} val tokens) on {pick_device(args.device)}; run folder {out}",
+          flush=True)
     t0 = time.perf_counter()
     history = train(model, train_batches, val_batches, config, resume=bool(args.resume))
     minutes = (time.perf_counter() - t0) / 60
     record.finish({"best_val_loss": history.best_val_loss, "final_train_loss": history.final_train_loss,
                    "steps": history.steps[-1] if history.steps else 0, "minutes": round(minutes, 3)})
     record.save(out / "run.json")
-    tmp = out / "history.json.tmp"
-    tmp.write_text(json.dumps(history.to_dict()))
-    tmp.replace(out / "history.json")  # atomic: a kill leaves the old file or the new one, never half of one
+    atomic_write_json(out / "history.json", history.to_dict())  # a kill leaves the old file or the new one
     print(f"done in {minutes:.1f} min: best validation loss {history.best_val_loss:.4f}; "
           f"sample with: lmlab sample --checkpoint {out}")
     return 0
@@ -193,6 +158,7 @@ def _cmd_sample(args) -> int:
 
     from lmlab.checkpoint import load_checkpoint
     from lmlab.generate import generate
+    from lmlab.tokenizers import load_tokenizer
 
     run_dir = Path(args.checkpoint)
     ckpt_path = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
@@ -202,7 +168,7 @@ def _cmd_sample(args) -> int:
         print(f"no tokenizer.json found in {run_dir} or its parents: pass the run folder written by `lmlab train`",
               file=sys.stderr)
         return 2
-    tok = _load_tokenizer(tok_path)
+    tok = load_tokenizer(tok_path)
     ckpt = load_checkpoint(ckpt_path)
     model = ckpt.model
     ids = tok.encode(args.prompt)
@@ -246,10 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
     t.add_argument("--out", default="runs/shakespeare", help="run folder: checkpoints, tokenizer, run record")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    for name, typ in [("block-size", int), ("n-layer", int), ("n-head", int), ("n-embd", int),
-                      ("batch-size", int), ("max-steps", int), ("lr", float), ("dropout", float),
-                      ("eval-every", int), ("checkpoint-every", int), ("threads", int)]:
-        t.add_argument(f"--{name}", type=typ, default=None)
+    for name, typ in [*OPTIONS.items(), ("checkpoint_every", int), ("threads", int)]:
+        t.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None)
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -268,12 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_sample)
 
-    try:
-        from lmlab.course import add_cli
-    except ImportError:  # the course kit is optional while the package is being assembled
-        add_cli = None
-    if add_cli is not None:
-        add_cli(sub)
+    add_cli(sub)  # lmlab course build / grade
     return p
 
 

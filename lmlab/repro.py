@@ -38,6 +38,9 @@ from typing import Any
 
 import torch
 
+from lmlab.device import pick_device
+from lmlab.files import atomic_write_json
+
 __all__ = [
     "seed_everything",
     "seed_rngs",
@@ -130,8 +133,6 @@ def setup(seed: int = 0, threads: int | None = None, device: str | torch.device 
         >>> str(device)
         'cpu'
     """
-    from lmlab.train import pick_device  # local import: train imports this module
-
     seed_everything(seed, threads=threads)
     return pick_device(device)
 
@@ -306,11 +307,7 @@ class RunRecord:
         """
         import lmlab
 
-        if device is None:
-            from lmlab.train import pick_device
-
-            device = pick_device()
-        device = torch.device(device)
+        device = torch.device(device) if device is not None else pick_device()
         device_text = str(device)
         if device.type == "cuda" and torch.cuda.is_available():
             device_text += f" ({torch.cuda.get_device_name(device)})"
@@ -343,10 +340,7 @@ class RunRecord:
         """Write the record as indented JSON (atomically: a temporary file, then a rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunRecord:

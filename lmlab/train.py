@@ -1,7 +1,7 @@
 """The one training loop of the course, for every model that follows the lmlab convention
 ``model(idx, targets) -> (logits, loss)``.
 
-One optimizer step (``train`` below), as in nanoGPT's train.py:
+One optimizer step (the loop in ``_train`` below), as in nanoGPT's train.py:
 
 1. set the learning rate of this step (``lr_at``: linear warmup, then cosine decay to ``min_lr``);
 2. for each of ``grad_accum`` micro-batches: forward (under autocast on a GPU), ``loss / grad_accum``,
@@ -25,6 +25,11 @@ with B rows computes. Only rank 0 writes checkpoints and shows progress.
 Step numbers: ``History.steps`` and checkpoint steps count optimizer updates done (1 = after the first
 update); ``lr_at(s)`` and ``train_batches.get`` take the 0-based index of the update.
 
+Where the rest lives: the settings, the history, the schedule and the optimizer in ``lmlab.trainconfig``;
+the device and mixed precision in ``lmlab.device``; processes in ``lmlab.distributed``; the progress bar in
+``lmlab.progress``; saving and resuming in ``lmlab.checkpoint``. Their public names can be imported from
+here too (``from lmlab.train import TrainConfig, train``).
+
 Left out: gradient checkpointing, FSDP/tensor parallelism, and learning-rate schedules other than
 warmup + cosine (pass your own loop if you need them; this one is meant to be read).
 """
@@ -32,29 +37,20 @@ warmup + cosine (pass your own loop if you need them; this one is meant to be re
 from __future__ import annotations
 
 import inspect
-import math
 import os
-import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from lmlab.checkpoint import (
-    CheckpointError,
-    _resolve,
-    latest_checkpoint,
-    load_checkpoint,
-    read_state,
-    remove_leftovers,
-    save_checkpoint,
-    unwrap_model,
-)
+from lmlab.checkpoint import remove_leftovers, resume_training, save_checkpoint, training_state, unwrap_model
+from lmlab.device import amp_dtype, autocast, pick_device, resolve_precision
+from lmlab.distributed import Dist
+from lmlab.progress import Progress
 from lmlab.repro import get_rng_state, seed_rngs, set_rng_state
+from lmlab.trainconfig import BatchSource, History, TrainConfig, TrainingDivergedError, lr_at, make_optimizer
 
 __all__ = [
     "TrainConfig",
@@ -68,423 +64,6 @@ __all__ = [
     "pick_device",
     "resolve_precision",
 ]
-
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class BatchSource(Protocol):
-    """Anything with ``get(step) -> (x, y)``; see ``lmlab.data.batching``."""
-
-    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-@dataclass
-class TrainConfig:
-    """Settings of ``train``. Plain data: ``dataclasses.asdict`` gives JSON for checkpoints."""
-
-    max_steps: int = 1000  # optimizer updates in the whole run (also the length of the LR schedule)
-    lr: float = 1e-3  # peak learning rate, reached at the end of warmup
-    min_lr: float | None = None  # learning rate at the end of the cosine decay (None: lr / 10)
-    warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr: early updates are noisy
-    weight_decay: float = 0.1  # AdamW decay on tensors with dim >= 2 (as nanoGPT: matrices and embeddings)
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW moment decay rates (0.95: nanoGPT/GPT-3's choice)
-    grad_clip: float | None = 1.0  # clip the total gradient norm to this (None: no clipping)
-    grad_accum: int = 1  # micro-batches per update: a bigger effective batch in the same memory
-    eval_every: int = 100  # steps between validation losses (also at the end)
-    eval_batches: int = 20  # validation batches averaged per evaluation
-    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
-    device: str | None = None  # None: CUDA, then MPS, then CPU
-    precision: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16; fp32 on CPU/MPS), "fp32", "bf16", "fp16"
-    compile: bool = False  # torch.compile the model (faster on GPU after a slow first step)
-    seed: int = 0  # seeds dropout and any other randomness in the model (rank r of DDP uses seed + r)
-    checkpoint_dir: str | None = None  # folder for checkpoints (None: no checkpoints)
-    checkpoint_every: int | None = None  # steps between checkpoints; also one at the end
-    keep_checkpoints: int = 2  # newest checkpoints kept in checkpoint_dir
-    log_every: int = 10  # steps between loss readings (the only host-device sync in the inner loop)
-    progress: bool | None = None  # tqdm bar; None: on when interactive and LMLAB_PROGRESS != "0"
-    live_plot: bool = False  # redraw a loss plot in the notebook (only inside IPython)
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)  # JSON gives lists back
-        for name in ("max_steps", "grad_accum", "eval_every", "eval_batches", "log_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
-        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"TrainConfig.min_lr must be between 0 and lr={self.lr}, got {self.min_lr!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"TrainConfig.grad_clip must be positive or None, got {self.grad_clip!r}")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {_PRECISIONS}, got {self.precision!r}")
-        for name in ("early_stopping_patience", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"TrainConfig.{name} must be a positive int or None, got {value!r}")
-        if self.checkpoint_every is not None and self.checkpoint_dir is None:
-            raise ValueError("TrainConfig.checkpoint_every is set but checkpoint_dir is None; set a checkpoint_dir")
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite. ``step``, ``lr`` and the ``history`` up to then are
-    attached; no checkpoint was written after the loss went bad."""
-
-    def __init__(self, message: str, step: int, lr: float, history: History):
-        super().__init__(message)
-        self.step, self.lr, self.history = step, lr, history
-
-
-@dataclass
-class History:
-    """What happened during training, one entry per logged step (and per evaluation).
-
-    ``steps`` count optimizer updates done. ``train_losses[i]`` is the mean training loss over the
-    steps since the previous log (nats per token for language models).
-    """
-
-    steps: list[int] = field(default_factory=list)  # logged steps
-    train_losses: list[float] = field(default_factory=list)  # mean loss since the previous logged step
-    lrs: list[float] = field(default_factory=list)  # learning rate of the logged step
-    grad_norms: list[float] = field(default_factory=list)  # gradient norm before clipping, logged step
-    tokens: list[int] = field(default_factory=list)  # target tokens (all processes) seen up to the logged step
-    times: list[float] = field(default_factory=list)  # training seconds up to the logged step
-    val_steps: list[int] = field(default_factory=list)  # steps at which the validation loss was measured
-    val_losses: list[float] = field(default_factory=list)
-    tokens_seen: int = 0  # target tokens seen so far, all processes together
-    wall_time: float = 0.0  # seconds spent in train() (summed over resumed runs)
-    stopped_early: bool = False  # stopped before max_steps (early stopping or the callback)
-    stop_reason: str | None = None  # "early_stopping", "callback" or None
-
-    @property
-    def best_val_loss(self) -> float | None:
-        """The lowest validation loss, or ``None`` before any evaluation."""
-        finite = [v for v in self.val_losses if math.isfinite(v)]
-        return min(finite) if finite else None
-
-    @property
-    def best_val_step(self) -> int | None:
-        best = self.best_val_loss
-        return None if best is None else self.val_steps[self.val_losses.index(best)]
-
-    @property
-    def final_train_loss(self) -> float | None:
-        return self.train_losses[-1] if self.train_losses else None
-
-    @property
-    def final_val_loss(self) -> float | None:
-        return self.val_losses[-1] if self.val_losses else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        """Inverse of ``to_dict``; keys this version does not know are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def plot(self, ax: Any = None, logy: bool = False) -> Any:
-        """Training and validation loss against the step (matplotlib). Returns the Axes."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3))
-        ax.plot(self.steps, self.train_losses, label="train")
-        if self.val_losses:
-            ax.plot(self.val_steps, self.val_losses, "o-", markersize=3, label="validation")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats / token)")
-        if logy:
-            ax.set_yscale("log")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        return ax
-
-
-# ----------------------------------------------------------------------------------------------------
-# pure pieces: device, precision, schedule, optimizer, evaluation
-
-
-def pick_device(preferred: str | torch.device | None = None) -> torch.device:
-    """The device to train on: ``preferred`` if given, else CUDA, then Apple's MPS, then CPU.
-
-    Example:
-        >>> pick_device("cpu")
-        device(type='cpu')
-    """
-    if preferred is not None:
-        device = torch.device(preferred)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available; use device=None or 'cpu'")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was asked for but MPS is not available; use device=None or 'cpu'")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into a concrete precision for ``device`` and check the choice is possible.
-
-    auto: bf16 on CUDA GPUs that support it (Ampere and newer), fp16 (with a gradient scaler) on older
-    CUDA GPUs, fp32 on CPU and MPS.
-    """
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
-            f"precision='fp16' needs a CUDA GPU (it uses a gradient scaler); on {device.type} use 'bf16' or 'fp32'"
-        )
-    return precision
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed precision: matrix products in ``dtype``, reductions (softmax, loss) in fp32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate of update ``step`` (counted from 0): linear warmup, then cosine decay.
-
-    - ``step < warmup_steps``: ``lr * (step + 1) / warmup_steps`` (so the first update is not 0);
-    - then ``min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2`` with ``p = (step - warmup) / (max_steps - warmup)``;
-    - from ``max_steps`` on: ``min_lr``.
-
-    Example (lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110):
-        step 0 -> 1e-4, step 9 -> 1e-3, step 10 -> 1e-3, step 60 -> 5.5e-4, step 110 -> 1e-4
-    """
-    min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    decay_steps = max(1, config.max_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / decay_steps)
-    return min_lr + (config.lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device | None = None) -> torch.optim.AdamW:
-    """AdamW with two parameter groups: weight decay on tensors with ``dim >= 2``, none on the rest.
-
-    As nanoGPT: matrices of Linear layers *and embeddings* decay; biases and LayerNorm gains do not
-    (decaying a gain towards 0 would shrink the activations, not regularize). Tied tensors count once.
-    ``fused=True`` (one kernel for all parameters) on CUDA.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]  # parameters() skips tied duplicates
-    if not params:
-        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    extra = {}
-    if device is not None and device.type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters:
-        extra["fused"] = True
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **extra)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches: BatchSource,
-    n_batches: int = 20,
-    device: str | torch.device | None = None,
-    *,
-    dtype: torch.dtype | None = None,
-) -> float:
-    """Mean loss of ``model`` over batches ``0 .. n_batches - 1`` of ``batches``, without dropout.
-
-    The model is put in eval mode (and back into the mode it was in), gradients are off.
-    ``dtype``: autocast dtype (``torch.bfloat16``...) or ``None`` for full precision.
-
-    Shape:
-        batches.get(i) -> x (B, T), y (B, T); returns one float.
-    """
-    if n_batches < 1:
-        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), device=device)
-    try:
-        for i in range(n_batches):
-            x, y = batches.get(i)
-            with _autocast(device, dtype):
-                _, loss = model(x.to(device), y.to(device))
-            total += loss.float()
-    finally:
-        model.train(was_training)
-    return (total / n_batches).item()
-
-
-# ----------------------------------------------------------------------------------------------------
-# environment: progress, live plot, distributed
-
-
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (without importing IPython when it is not loaded)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
-
-
-def _progress_on(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    if os.environ.get("LMLAB_PROGRESS") == "0":
-        return False
-    return _in_notebook() or sys.stderr.isatty()
-
-
-class _LivePlot:
-    """Redraw the loss plot in a notebook cell, at most once a second."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-
-    def update(self, history: History, force: bool = False) -> None:
-        if not force and time.perf_counter() - self.last < 1.0:
-            return
-        import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
-
-        fig, ax = plt.subplots(figsize=(5, 3))
-        history.plot(ax)
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)
-        self.last = time.perf_counter()
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    created_group: bool = False  # we called init_process_group, so we destroy it
-
-
-def _setup_distributed(preferred: str | None) -> _Dist:
-    """One process (WORLD_SIZE unset or 1), or join the group torchrun started."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = pick_device(preferred)
-    if world <= 1:
-        return _Dist(device=device)
-    import torch.distributed as dist
-
-    rank = int(os.environ["RANK"])
-    if device.type == "mps":
-        raise ValueError("distributed training is not supported on MPS; use device='cpu' or a CUDA machine")
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        created = True
-    return _Dist(rank=rank, world_size=world, device=device, created_group=created)
-
-
-def _all_reduce(t: torch.Tensor, op: str, world: int) -> torch.Tensor:
-    """Sum or min of ``t`` over all processes (``t`` itself with one process)."""
-    if world == 1:
-        return t
-    import torch.distributed as dist
-
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MIN)
-    return t
-
-
-def _agree(stop_reason: str | None, world: int) -> str | None:
-    """Every process must stop at the same step: all follow rank 0's decision."""
-    if world == 1:
-        return stop_reason
-    import torch.distributed as dist
-
-    decision = [stop_reason]
-    dist.broadcast_object_list(decision, src=0)
-    return decision[0]
-
-
-def _resume_path(resume: str | os.PathLike | bool, config: TrainConfig) -> Path | None:
-    if resume is False or resume is None:
-        return None
-    if resume is True:
-        if config.checkpoint_dir is None:
-            raise ValueError("resume=True needs TrainConfig.checkpoint_dir (or pass the checkpoint path as resume=...)")
-        return latest_checkpoint(config.checkpoint_dir)  # None: nothing saved yet, start from scratch
-    path = Path(resume)
-    if not path.exists():
-        raise ValueError(f"resume={str(resume)!r}: no such checkpoint folder")
-    return path
-
-
-# settings that may change between a run and its resumption without changing its results
-_RESUME_FREE = ("seed", "eval_every", "eval_batches", "early_stopping_patience", "device", "checkpoint_dir",
-                "checkpoint_every", "keep_checkpoints", "log_every", "progress", "live_plot", "compile")
-
-
-def _check_training_state(path: Path, state: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse a checkpoint without the training loop's state; warn, naming them, about changed settings."""
-    missing = [k for k in ("history", "rng_states") if k not in state]
-    if missing or not isinstance(state.get("history"), dict) or not isinstance(state.get("rng_states"), list):
-        raise CheckpointError(
-            f"{path} has no usable training state ({', '.join(missing) or 'history/rng_states malformed'}): "
-            "it was not written by lmlab.train. Load its weights with lmlab.checkpoint.load_checkpoint(path, "
-            "model) and start a new run instead of resume=..."
-        )
-    saved = state.get("train_config")
-    if isinstance(saved, dict):
-        current = asdict(config)
-        diffs = [
-            f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}"
-            for k in current
-            if k not in _RESUME_FREE and k in saved and _jsonish(saved[k]) != _jsonish(current[k])
-        ]
-        if diffs:
-            import warnings
-
-            warnings.warn(
-                f"resuming {path} with other training settings than it was saved with: {'; '.join(diffs)}. "
-                "The run will not match one that never stopped; resume with the saved TrainConfig "
-                "(its state.json 'train_config') to continue it exactly.",
-                stacklevel=4,
-            )
-
-
-def _jsonish(value: Any) -> Any:
-    """Tuples as lists, as they come back from JSON."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _pair(value: Any, who: str, what: str) -> tuple[Any, Any]:
-    """``value`` if it is a pair, else a TypeError saying who returned what instead of ``what``."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{who} returned {type(value).__name__}; it must return a pair {what}")
-    return value[0], value[1]
-
-
-def _evals_since_best(val_losses: list[float]) -> int:
-    """Evaluations after the best one (the first lowest): 0 when the last evaluation is the best."""
-    best = min(range(len(val_losses)), key=lambda i: (val_losses[i], i))
-    return len(val_losses) - 1 - best
-
-
-# ----------------------------------------------------------------------------------------------------
-# the loop
 
 
 def train(
@@ -519,6 +98,102 @@ def train(
         >>> history = train(model, LMBatches(ids, 64, 32), val, TrainConfig(max_steps=500))  # doctest: +SKIP
         >>> history.plot()                                                                  # doctest: +SKIP
     """
+    config = _check_arguments(model, train_batches, val_batches, config)
+    dist = Dist.setup(config.device)
+    try:
+        return _train(model, train_batches, val_batches, config, dist, resume, callback)
+    finally:
+        dist.close()
+
+
+def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, resume, callback) -> History:
+    run = _Run(model, config, dist, resume)  # device, optimizer, precision; restore or seed
+    optimizer, scaler, history = run.optimizer, run.scaler, run.history
+    progress = Progress(config.max_steps, run.start_step, show=dist.is_main, flag=config.progress,
+                        live_plot=config.live_plot)
+    max_norm = config.grad_clip if config.grad_clip is not None else float("inf")  # inf: measure only
+    try:
+        for step in range(run.start_step, config.max_steps):
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            # ---- forward and backward over the micro-batches, then the update
+            step_loss = run.forward_backward(train_batches, step)
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm)
+            if scaler is not None:
+                scaler.step(optimizer)  # skips the update when the gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            run.add_step(done, step_loss, grad_norm)  # on the device: no host sync
+            progress.step()
+            last = done == config.max_steps
+
+            # ---- log (host sync), evaluate, checkpoint (never of a diverged model)
+            stop = None
+            if done % config.log_every == 0 or last:
+                stop = run.log(done, lr, progress, callback)
+            if val_batches is not None and (done % config.eval_every == 0 or last or stop):
+                stop = run.validate(done, val_batches, progress, stop)
+            if stop is not None:
+                history.stopped_early, history.stop_reason = True, stop
+            every = config.checkpoint_every
+            if config.checkpoint_dir is not None and ((every and done % every == 0) or last or stop):
+                run.save(done)
+            if stop is not None:
+                break
+    finally:
+        progress.close()
+    history.wall_time = time.perf_counter() - run.t_start
+    progress.plot(history, force=True)
+    return history
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: BatchSource,
+    n_batches: int = 20,
+    device: str | torch.device | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> float:
+    """Mean loss of ``model`` over batches ``0 .. n_batches - 1`` of ``batches``, without dropout.
+
+    The model is put in eval mode (and back into the mode it was in), gradients are off.
+    ``dtype``: autocast dtype (``torch.bfloat16``...) or ``None`` for full precision.
+
+    Shape:
+        batches.get(i) -> x (B, T), y (B, T); returns one float.
+    """
+    if n_batches < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device)
+    try:
+        for i in range(n_batches):
+            x, y = batches.get(i)
+            with autocast(device, dtype):
+                _, loss = model(x.to(device), y.to(device))
+            total += loss.float()
+    finally:
+        model.train(was_training)
+    return (total / n_batches).item()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the pieces of the loop
+
+
+def _check_arguments(model: Any, train_batches: Any, val_batches: Any, config: Any) -> TrainConfig:
+    """The config to use (defaults for None); a TypeError/ValueError for arguments ``train`` cannot use."""
     config = config if config is not None else TrainConfig()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -538,208 +213,158 @@ def train(
         pass
     if config.early_stopping_patience is not None and val_batches is None:
         raise ValueError("early_stopping_patience needs val_batches to measure the validation loss")
-
-    env = _setup_distributed(config.device)
-    try:
-        return _train(model, train_batches, val_batches, config, env, resume, callback)
-    finally:
-        if env.created_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    return config
 
 
-def _train(model, train_batches, val_batches, config: TrainConfig, env: _Dist, resume, callback) -> History:
-    from tqdm.auto import tqdm
+def _pair(value: Any, who: str, what: str) -> tuple[Any, Any]:
+    """``value`` if it is a pair, else a TypeError saying who returned what instead of ``what``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{who} returned {type(value).__name__}; it must return a pair {what}")
+    return value[0], value[1]
 
-    device, rank, world = env.device, env.rank, env.world_size
-    raw = unwrap_model(model).to(device)  # the plain model: checkpoints and evaluation use it
-    raw.train()
-    optimizer = make_optimizer(raw, config, device)
-    precision = resolve_precision(config.precision, device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 gradients underflow
 
-    # ---- start or resume
-    history, start, pending_sum, pending_n = History(), 0, 0.0, 0
-    if resume is True and rank == 0 and config.checkpoint_dir is not None:
-        remove_leftovers(config.checkpoint_dir)  # what a process killed while saving left behind
-    if world > 1 and resume is True:
-        import torch.distributed as dist
+def _evals_since_best(val_losses: list[float]) -> int:
+    """Evaluations after the best one (the first lowest): 0 when the last evaluation is the best."""
+    best = min(range(len(val_losses)), key=lambda i: (val_losses[i], i))
+    return len(val_losses) - 1 - best
 
-        dist.barrier()  # every rank looks for the latest checkpoint after rank 0 has tidied the folder
-    path = _resume_path(resume, config)
-    if path is not None:
-        path = _resolve(path)  # a step-XXXXXX folder
-        _check_training_state(path, read_state(path), config)  # before anything is loaded
-        ckpt = load_checkpoint(path, raw, optimizer, map_location=device)
-        start, state = ckpt.step, ckpt.state
-        history = History.from_dict(state["history"])
-        history.stopped_early, history.stop_reason = False, None  # we go on
-        pending_sum, pending_n = state.get("pending_loss", [0.0, 0])
-        rng = state["rng_states"]
-        set_rng_state(rng[rank] if len(rng) == world else rng[0])
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
-    else:
-        seed_rngs(config.seed + rank)  # dropout masks differ between processes, as they should
 
-    fwd_model: nn.Module = torch.compile(raw) if config.compile else raw  # type: ignore[assignment]
-    eval_model = fwd_model
-    if world > 1:
-        fwd_model = nn.parallel.DistributedDataParallel(
-            fwd_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+class _Run:
+    """One call of ``train``: the model and its wrappers, the optimizer, the history, and the sums kept on
+    the device between logged steps (so the inner loop never waits for the device)."""
 
-    # ---- state of the loop, kept on the device between logged steps (no host sync per step)
-    loss_sum = torch.tensor(pending_sum, dtype=torch.float32, device=device)  # losses since the last log
-    first_bad = torch.tensor(-1, dtype=torch.long, device=device)  # first step with a non-finite loss
-    grad_norm = torch.zeros((), device=device)
-    t_start = time.perf_counter() - history.wall_time
-    is_main = rank == 0
-    show = is_main and _progress_on(config.progress)
-    bar = tqdm(total=config.max_steps, initial=start, desc="train", disable=not show)
-    postfix: dict[str, str] = {}  # live numbers shown after the bar
-    live = _LivePlot() if (config.live_plot and is_main and _in_notebook()) else None
+    def __init__(self, model: nn.Module, config: TrainConfig, dist: Dist, resume: Any):
+        """Set up, continue from a checkpoint (or seed the generators), wrap the model for the forward passes."""
+        self.config, self.dist, self.device = config, dist, dist.device
+        self.model = unwrap_model(model).to(self.device)  # the plain model: checkpoints and evaluation use it
+        self.model.train()
+        self.optimizer = make_optimizer(self.model, config, self.device)
+        precision = resolve_precision(config.precision, self.device)
+        self.amp_dtype = amp_dtype(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None  # fp16 underflows
+        self.history, self.start_step = History(), 0
+        pending_sum, self.pending_n = self.restore_or_seed(resume)
+        # compiled and/or wrapped by DDP: the forward passes of training (evaluation skips DDP)
+        self.fwd_model = torch.compile(self.model) if config.compile else self.model
+        self.eval_model = self.fwd_model
+        if dist.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.fwd_model = nn.parallel.DistributedDataParallel(self.fwd_model, device_ids=device_ids)
+        # ---- state of the loop, kept on the device between logged steps (no host sync per step)
+        self.loss_sum = torch.tensor(pending_sum, dtype=torch.float32, device=self.device)  # since the last log
+        self.first_bad = torch.tensor(-1, dtype=torch.long, device=self.device)  # first step with a non-finite loss
+        self.grad_norm = torch.zeros((), device=self.device)
+        self.t_start = time.perf_counter() - self.history.wall_time
 
-    def check_finite(step: int) -> None:
+    def restore_or_seed(self, resume: Any) -> tuple[float, int]:
+        """Continue from the checkpoint ``resume`` names (model, optimizer, history, generators), or seed the
+        generators; returns the (sum, count) of the losses since the last logged step."""
+        config, dist = self.config, self.dist
+        if resume is True and dist.is_main and config.checkpoint_dir is not None:
+            remove_leftovers(config.checkpoint_dir)  # what a process killed while saving left behind
+        if resume is True:
+            dist.barrier()  # every rank looks for the latest checkpoint after rank 0 has tidied the folder
+        resumed = resume_training(resume, config, self.model, self.optimizer, map_location=self.device,
+                                  rank=dist.rank, world_size=dist.world_size)
+        if resumed is None:
+            seed_rngs(config.seed + dist.rank)  # dropout masks differ between processes, as they should
+            return 0.0, 0
+        self.history, self.start_step = resumed.history, resumed.step
+        set_rng_state(resumed.rng_state)
+        if self.scaler is not None and resumed.grad_scaler:
+            self.scaler.load_state_dict(resumed.grad_scaler)
+        return resumed.pending_loss
+
+    def forward_backward(self, batches: BatchSource, step: int) -> torch.Tensor:
+        """Forward and backward over the ``grad_accum`` micro-batches of update ``step``; the gradients add
+        up to those of the mean loss of the whole batch. Returns that loss, on the device."""
+        config, dist, device = self.config, self.dist, self.device
+        step_loss = torch.zeros((), device=device)
+        for micro in range(config.grad_accum):
+            batch = batches.get(step * config.grad_accum + micro)  # x (B, T), y (B, T)
+            x, y = _pair(batch, "train_batches.get(step)", "(x, y), as lmlab.data.batching.LMBatches does")
+            x, y = dist.shard(x, y)  # (B / world, T): this process's share
+            if device.type == "cuda" and not x.is_cuda:
+                x, y = x.pin_memory(), y.pin_memory()  # page-locked: the copy below does not block the host
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            last_micro = micro == config.grad_accum - 1
+            # DDP averages gradients across processes during backward; only needed on the last micro-batch
+            sync = self.fwd_model.no_sync() if (dist.world_size > 1 and not last_micro) else nullcontext()
+            with sync:
+                with autocast(device, self.amp_dtype):
+                    _, loss = _pair(self.fwd_model(x, y), "the model", "(logits, loss), the lmlab convention")
+                if loss is None:
+                    raise TypeError("the model returned loss=None; it must compute the loss when given targets")
+                loss = loss / config.grad_accum  # gradients add up over micro-batches: mean of the batch
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            step_loss += loss.detach().float()
+            self.history.tokens_seen += y.numel() * dist.world_size
+        return step_loss
+
+    def add_step(self, done: int, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Add update ``done``'s loss to the sums since the last log and note whether it was finite."""
+        finite = torch.isfinite(step_loss)
+        if self.scaler is None:  # (with fp16 the scaler handles overflowing gradients by skipping the step)
+            finite = finite & torch.isfinite(grad_norm)  # NaN gradients would poison the weights
+        self.first_bad = torch.where((self.first_bad < 0) & ~finite, done, self.first_bad)  # stays on the device
+        self.loss_sum += step_loss
+        self.pending_n += 1
+        self.grad_norm = grad_norm
+
+    def check_finite(self, step: int) -> None:
         """Raise if a loss went NaN/inf since the start (syncs with the device)."""
-        bad = int(_all_reduce(torch.where(first_bad < 0, torch.iinfo(torch.long).max, first_bad), "min", world))
-        if bad != torch.iinfo(torch.long).max:
-            history.wall_time = time.perf_counter() - t_start
-            lr = lr_at(bad - 1, config)
+        never = torch.iinfo(torch.long).max
+        bad = int(self.dist.all_reduce(torch.where(self.first_bad < 0, never, self.first_bad), "min"))
+        if bad != never:
+            self.history.wall_time = time.perf_counter() - self.t_start
+            lr = lr_at(bad - 1, self.config)
             raise TrainingDivergedError(
                 f"the training loss (or its gradient) became NaN or infinite at step {bad} (learning rate {lr:.3g}); "
                 f"training stopped at step {step} and no checkpoint was written after it went bad. Try: a lower "
-                f"learning rate (e.g. lr={config.lr / 3:.2g}), gradient clipping (grad_clip=1.0), checking the "
+                f"learning rate (e.g. lr={self.config.lr / 3:.2g}), gradient clipping (grad_clip=1.0), checking the "
                 "data (targets in 0..vocab_size-1, no NaN inputs), or precision='fp32'.",
-                step=bad, lr=lr, history=history,
+                step=bad, lr=lr, history=self.history,
             )
 
-    def save(step: int) -> None:
-        rng = [get_rng_state()]
-        if world > 1:
-            import torch.distributed as dist
+    def log(self, done: int, lr: float, progress: Progress, callback: Any) -> str | None:
+        """Record the mean loss since the last log; returns "callback" if the callback asks to stop."""
+        self.check_finite(done)
+        world, history = self.dist.world_size, self.history
+        mean_loss = (self.dist.all_reduce(self.loss_sum, "sum") / (world * self.pending_n)).item()
+        history.steps.append(done)
+        history.train_losses.append(mean_loss)
+        history.lrs.append(lr)
+        history.grad_norms.append(self.grad_norm.item())
+        history.tokens.append(history.tokens_seen)
+        history.wall_time = time.perf_counter() - self.t_start
+        history.times.append(history.wall_time)
+        self.loss_sum.zero_()
+        self.pending_n = 0
+        progress.show(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+        progress.plot(history)
+        stop = "callback" if callback is not None and callback(done, history) else None
+        return self.dist.agree(stop)
 
-            rng = [None] * world
-            dist.all_gather_object(rng, get_rng_state())
-        if not is_main:
+    def validate(self, done: int, batches: BatchSource, progress: Progress, stop: str | None) -> str | None:
+        """Record the validation loss; returns "early_stopping" when patience has run out, else ``stop``."""
+        self.check_finite(done)
+        val = evaluate(self.eval_model, batches, self.config.eval_batches, self.device, dtype=self.amp_dtype)
+        self.history.val_steps.append(done)
+        self.history.val_losses.append(val)
+        progress.show(val=f"{val:.4f}")
+        patience = self.config.early_stopping_patience
+        if patience is not None and _evals_since_best(self.history.val_losses) >= patience:
+            stop = "early_stopping"
+        return self.dist.agree(stop)
+
+    def save(self, done: int) -> None:
+        """A checkpoint after update ``done`` (rank 0 writes it), once the losses are known to be finite."""
+        self.check_finite(done)
+        rng = self.dist.gather(get_rng_state())  # one per process
+        if not self.dist.is_main:
             return
-        history.wall_time = time.perf_counter() - t_start
-        state = {
-            "history": history.to_dict(),
-            "train_config": asdict(config),
-            "rng_states": rng,  # one per process
-            "pending_loss": [float(loss_sum), pending_n],  # losses since the last log, for exact resume
-            "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "world_size": world,
-        }
-        save_checkpoint(config.checkpoint_dir, raw, optimizer, step=step, state=state, keep=config.keep_checkpoints)
-
-    try:
-        for step in range(start, config.max_steps):
-            lr = lr_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-            # ---- forward and backward over the micro-batches
-            step_loss = torch.zeros((), device=device)
-            for micro in range(config.grad_accum):
-                batch = train_batches.get(step * config.grad_accum + micro)  # x (B, T), y (B, T)
-                x, y = _pair(batch, "train_batches.get(step)", "(x, y), as lmlab.data.batching.LMBatches does")
-                if world > 1:
-                    if len(x) % world != 0:
-                        raise ValueError(
-                            f"a batch of {len(x)} rows cannot be split evenly over {world} processes; "
-                            f"use a batch size divisible by {world}"
-                        )
-                    x, y = x[rank::world], y[rank::world]  # (B / world, T): this process's share
-                if device.type == "cuda" and not x.is_cuda:
-                    x, y = x.pin_memory(), y.pin_memory()  # page-locked: the copy below does not block the host
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                last_micro = micro == config.grad_accum - 1
-                # DDP averages gradients across processes during backward; only needed on the last micro-batch
-                sync = fwd_model.no_sync() if (world > 1 and not last_micro) else nullcontext()
-                with sync:
-                    with _autocast(device, amp_dtype):
-                        _, loss = _pair(fwd_model(x, y), "the model", "(logits, loss), the lmlab convention")
-                    if loss is None:
-                        raise TypeError("the model returned loss=None; it must compute the loss when given targets")
-                    loss = loss / config.grad_accum  # gradients add up over micro-batches: mean of the batch
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                step_loss += loss.detach().float()
-                history.tokens_seen += y.numel() * world
-
-            # ---- update
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            max_norm = config.grad_clip if config.grad_clip is not None else float("inf")  # inf: measure only
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), max_norm)
-            if scaler is not None:
-                scaler.step(optimizer)  # skips the update when the gradients overflowed
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            done = step + 1
-            finite = torch.isfinite(step_loss)
-            if scaler is None:  # (with fp16 the scaler handles overflowing gradients by skipping the step)
-                finite = finite & torch.isfinite(grad_norm)  # NaN gradients would poison the weights
-            first_bad = torch.where((first_bad < 0) & ~finite, done, first_bad)  # stays on the device
-            loss_sum += step_loss
-            pending_n += 1
-            bar.update(1)
-            last = done == config.max_steps
-            stop_reason = None
-
-            # ---- log (host sync)
-            if done % config.log_every == 0 or last:
-                check_finite(done)
-                mean_loss = (_all_reduce(loss_sum, "sum", world) / (world * pending_n)).item()
-                history.steps.append(done)
-                history.train_losses.append(mean_loss)
-                history.lrs.append(lr)
-                history.grad_norms.append(grad_norm.item())
-                history.tokens.append(history.tokens_seen)
-                history.wall_time = time.perf_counter() - t_start
-                history.times.append(history.wall_time)
-                loss_sum.zero_()
-                pending_n = 0
-                postfix.update(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
-                bar.set_postfix(postfix)
-                if live is not None:
-                    live.update(history)
-                if callback is not None and callback(done, history):
-                    stop_reason = "callback"
-                stop_reason = _agree(stop_reason, world)
-
-            # ---- evaluate
-            if val_batches is not None and (done % config.eval_every == 0 or last or stop_reason):
-                check_finite(done)
-                val = evaluate(eval_model, val_batches, config.eval_batches, device, dtype=amp_dtype)
-                history.val_steps.append(done)
-                history.val_losses.append(val)
-                postfix["val"] = f"{val:.4f}"
-                bar.set_postfix(postfix)
-                patience = config.early_stopping_patience
-                if patience is not None and _evals_since_best(history.val_losses) >= patience:
-                    stop_reason = "early_stopping"
-                stop_reason = _agree(stop_reason, world)
-
-            if stop_reason is not None:
-                history.stopped_early, history.stop_reason = True, stop_reason
-
-            # ---- checkpoint (never of a diverged model)
-            every = config.checkpoint_every
-            if config.checkpoint_dir is not None and ((every and done % every == 0) or last or stop_reason):
-                check_finite(done)
-                save(done)
-            if stop_reason is not None:
-                break
-    finally:
-        bar.close()
-    history.wall_time = time.perf_counter() - t_start
-    if live is not None:
-        live.update(history, force=True)
-    return history
+        self.history.wall_time = time.perf_counter() - self.t_start
+        state = training_state(self.history, self.config, rng, (float(self.loss_sum), self.pending_n),
+                               self.scaler.state_dict() if self.scaler is not None else None, self.dist.world_size)
+        save_checkpoint(self.config.checkpoint_dir, self.model, self.optimizer, step=done, state=state,
+                        keep=self.config.keep_checkpoints)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
+
+from lmlab.data import offline_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,10 +41,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("names", nargs="*", help="band names (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
-    shared = HERE.parent.parent / "shared" / "data"
-    if "LMLAB_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["LMLAB_DATA_DIR"] = str(shared)
-    os.environ.setdefault("LMLAB_PROGRESS", "0")
+    offline_env(HERE.parent.parent / "shared" / "data")
 
     import torch
 

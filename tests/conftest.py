@@ -1,4 +1,5 @@
-"""Shared test setup: offline data, quiet progress bars, pinned threads."""
+"""Shared test setup: pinned threads, the corpus folder, fresh exercises (offline data and quiet progress bars
+are set by the conftest.py at the repository root, which pytest loads first)."""
 
 import os
 import pathlib
@@ -8,11 +9,6 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# Tests read the exact corpus files from ../shared/data unless the caller points elsewhere.
-if "LMLAB_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
-    os.environ["LMLAB_DATA_DIR"] = str(SHARED_DATA)
-os.environ.setdefault("LMLAB_PROGRESS", "0")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

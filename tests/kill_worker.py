@@ -29,6 +29,7 @@ from ddp_worker import TinyLM, make_batches
 import lmlab.checkpoint
 import lmlab.cli
 import lmlab.data
+import lmlab.files
 import lmlab.models
 import lmlab.repro
 import lmlab.train
@@ -65,7 +66,7 @@ def _install_save_points(kill_at: int | None) -> None:
         if kill_at is not None and count[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    fsync_file, fsync_dir = lmlab.checkpoint._fsync_file, lmlab.checkpoint._fsync_dir
+    fsync_file, fsync_dir = lmlab.files.fsync_file, lmlab.files.fsync_dir
 
     def file_then_point(path):
         fsync_file(path)
@@ -75,8 +76,8 @@ def _install_save_points(kill_at: int | None) -> None:
         fsync_dir(path)
         point()
 
-    lmlab.checkpoint._fsync_file = file_then_point
-    lmlab.checkpoint._fsync_dir = dir_then_point
+    lmlab.files.fsync_file = file_then_point  # checkpoints flush through lmlab.files
+    lmlab.files.fsync_dir = dir_then_point
 
 
 def _child(command: dict) -> int:

@@ -353,7 +353,7 @@ CASES = [
     Case("gpt-empty-batch-of-ids-list", M, lambda t: gpt()([[1, 2]]), TypeError, "torch.tensor([[...]], dtype=torch.long)"),
     Case("gpt-float-ids", M, lambda t: gpt()(ids(1, 4).float()), TypeError, "idx.long()"),
     Case("gpt-bool-ids", M, lambda t: gpt()(ids(1, 4).bool()), TypeError, "idx.long()"),
-    Case("gpt-1d-ids", M, lambda t: gpt()(ids(4)), ValueError, "add a batch dim with idx[None]"),
+    Case("gpt-1d-ids", M, lambda t: gpt()(ids(4)), ValueError, "add a batch dimension with idx[None]"),
     Case("gpt-3d-ids", M, lambda t: gpt()(ids(1, 1, 4)), ValueError, "reshape it to (B, T)"),
     Case("gpt-id-beyond-vocab", M, lambda t: gpt()(ids(1, 4) + 11), ValueError, "check the tokenizer matches"),
     Case("gpt-negative-id", M, lambda t: gpt()(ids(1, 4) - 20), ValueError, "check the tokenizer matches"),

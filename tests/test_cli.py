@@ -76,3 +76,19 @@ def test_resume_with_a_run_record_of_another_version_says_what_is_missing(tmp_pa
     (tmp_path / "run.json").write_text("{damaged")
     assert main(["train", "--out", str(tmp_path), "--resume"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_run_config_round_trips_and_names_missing_or_unknown_settings():
+    from lmlab.runconfig import RunConfig
+
+    run = RunConfig.new("lstm", "cpu", {"n_layer": 2, "n_head": 4, "lr": None}, corpus="tinyshakespeare",
+                        tokenizer="char", vocab_size=512, seed=1, threads=1)
+    assert run.settings.n_layer == 2 and run.settings.lr == 3e-3  # the preset, changed by the options given
+    data = run.to_dict()
+    assert data["model"] == "lstm" and "n_head" not in data  # an LSTM has no heads
+    assert RunConfig.from_dict(json.loads(json.dumps(data))) == run
+    with pytest.raises(ValueError, match=r"lacks the settings \['n_hidden'\]"):
+        RunConfig.from_dict({k: v for k, v in data.items() if k != "n_hidden"})
+    with pytest.raises(ValueError, match=r"does not know: \['n_head'\]"):
+        RunConfig.from_dict({**data, "n_head": 4})
+    assert run.train_config(device="cpu").max_steps == run.settings.max_steps

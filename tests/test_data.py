@@ -503,3 +503,12 @@ def test_the_registry_records_download_sizes():
     for c in CORPORA.values():
         assert isinstance(c.download_size, int) and c.download_size > 0
         assert default_max_bytes(c) == (c.size if c.zip_member is None else c.download_size + ZIP_MARGIN)
+
+
+def test_offline_env_points_at_a_local_folder_and_keeps_what_is_set(tmp_path):
+    from lmlab.data import offline_env
+
+    assert offline_env(tmp_path, {}) == {"LMLAB_DATA_DIR": str(tmp_path), "LMLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    assert "LMLAB_DATA_DIR" not in offline_env(tmp_path / "absent", {})  # only a folder that exists
+    kept = offline_env(tmp_path, {"LMLAB_DATA_DIR": "/elsewhere", "LMLAB_PROGRESS": "1"})
+    assert kept["LMLAB_DATA_DIR"] == "/elsewhere" and kept["LMLAB_PROGRESS"] == "1"

@@ -11,8 +11,8 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmlab.tokenizers import (GPT2_PATTERN, BPETokenizer, CharTokenizer, get_stats, load_tokenizer, merge, split_chunks,
-                              textbook_merges)
+from lmlab.tokenizers import (GPT2_PATTERN, BPETokenizer, CharTokenizer, get_stats, incremental_merges, load_tokenizer,
+                              merge, split_chunks, textbook_merges)
 
 ODD = "Hello 世界! 🎉👍🏽 café e\u0301 naïve \t\n\n  x  \x00\x1f 'll 12345 ÅÄÖ  👨‍👩‍👧 end"
 
@@ -100,6 +100,7 @@ def test_bpe_hand_example():
     tok = BPETokenizer().train("aaabdaaabac", vocab_size=259, pattern=None)
     # after (a, a) -> 256, both (256, a) and (a, b) occur twice: the smaller pair (97, 98) wins the tie
     assert tok.merges == [((97, 97), 256), ((97, 98), 257), ((256, 257), 258)]
+    assert incremental_merges("aaabdaaabac", 259, None) == textbook_merges("aaabdaaabac", 259, None) == tok.merges
     assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
     assert tok.decode([258, 100]) == "aaabd"
     assert tok.vocab[258] == b"aaab"
@@ -111,8 +112,10 @@ def test_bpe_hand_example():
 def test_bpe_merges_equal_textbook_trainer(shakespeare_text, pattern):
     text = shakespeare_text[:6000] + ODD
     fast = BPETokenizer().train(text, vocab_size=256 + 120, pattern=pattern)
-    slow = textbook_merges(text, 256 + 120, GPT2_PATTERN if pattern == "gpt2" else None)
-    assert fast.merges == slow
+    regex_or_none = GPT2_PATTERN if pattern == "gpt2" else None
+    slow = textbook_merges(text, 256 + 120, regex_or_none)
+    assert len(slow) == 120 and fast.merges == slow
+    assert incremental_merges(text, 256 + 120, regex_or_none) == slow
 
 
 def test_bpe_stops_when_nothing_is_left_to_merge():

@@ -12,11 +12,11 @@ from ddp_worker import VOCAB, TinyLM, make_batches, make_ids
 
 from lmlab.checkpoint import latest_checkpoint, load_checkpoint
 from lmlab.data.batching import ArrayBatches, LMBatches
+from lmlab.progress import progress_on
 from lmlab.train import (
     History,
     TrainConfig,
     TrainingDivergedError,
-    _progress_on,
     evaluate,
     lr_at,
     make_optimizer,
@@ -314,8 +314,8 @@ def test_config_and_input_errors_say_what_to_do():
 
 def test_progress_follows_the_environment(monkeypatch):
     monkeypatch.setenv("LMLAB_PROGRESS", "0")
-    assert _progress_on(None) is False
-    assert _progress_on(True) is True and _progress_on(False) is False
+    assert progress_on(None) is False
+    assert progress_on(True) is True and progress_on(False) is False
 
 
 def test_bf16_autocast_on_cpu_trains():

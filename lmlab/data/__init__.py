@@ -18,6 +18,7 @@ from lmlab.data.corpora import (
     load_sms_spam,
     load_text,
     read_corpus,
+    offline_env,
     verify,
 )
 from lmlab.data.synthetic import GrammarSource, MarkovSource, Sentence
@@ -39,6 +40,7 @@ __all__ = [
     "load_sms_spam",
     "load_text",
     "read_corpus",
+    "offline_env",
     "train_val_split",
     "verify",
 ]

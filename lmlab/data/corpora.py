@@ -23,6 +23,7 @@ import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -122,6 +123,24 @@ def data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("lmlab"))
+
+
+def offline_env(data_folder: str | os.PathLike, env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Settings for working offline from a local copy of the corpora (tests, notebook runs, benchmarks):
+    ``LMLAB_DATA_DIR=data_folder`` unless it is already set (and only when the folder exists), no progress bars
+    (``LMLAB_PROGRESS=0``) and Hugging Face offline (``HF_HUB_OFFLINE=1``) unless set otherwise.
+
+    Changes ``env`` (default ``os.environ``) in place and returns it, so ``offline_env(folder, dict(os.environ))``
+    gives the environment of a child process.
+
+    Example: offline_env("/srv/lmlab-data") -> LMLAB_DATA_DIR=/srv/lmlab-data, LMLAB_PROGRESS=0, HF_HUB_OFFLINE=1
+    """
+    env = os.environ if env is None else env
+    if ENV_VAR not in env and Path(data_folder).is_dir():
+        env[ENV_VAR] = str(data_folder)
+    env.setdefault("LMLAB_PROGRESS", "0")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
 
 
 _default_data_dir = data_dir  # fetch() and friends take an argument named data_dir that hides this function

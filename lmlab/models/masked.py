@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lmlab.attention import scaled_dot_product_attention
-from lmlab.models._checks import check_idx, check_targets, check_transformer_config
+from lmlab.checks import check_idx, check_targets, check_transformer_config
 
 __all__ = ["MaskedLMConfig", "MaskedLM", "mask_tokens"]
 

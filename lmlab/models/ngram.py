@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from lmlab.models._checks import check_idx, check_targets
+from lmlab.checks import check_idx, check_targets
 
 __all__ = ["NGramLM"]
 
