@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import sys
 import warnings
@@ -329,8 +330,8 @@ def test_download_limits_are_valid_or_a_clear_error(http, tmp_path, timeout, dea
               deadline=deadline, max_bytes=max_bytes)
     except (TypeError, ValueError) as e:
         assert "must be" in str(e)
-    except DownloadError as e:
-        assert "404" in str(e)
+    except DownloadError as e:  # the server's refusal, or a limit so small that the mirror ran out of time
+        assert re.search(r"404|timed out|deadline", str(e)), str(e)
 
 
 @pytest.fixture(scope="module")
