@@ -20,6 +20,7 @@ numbered among code cells from 0, as nbval names them). Each nbval run's report 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -105,6 +106,8 @@ def main(argv: list[str]) -> int:
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         parser.error(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+    if importlib.util.find_spec("nbval") is None:
+        parser.error("nbval is not installed in this Python: run `python dev.py check-notebooks`, which sets it up")
     notebooks = select_notebooks(args.notebooks)
     if not notebooks:
         parser.error(f"no notebooks match {args.notebooks}")
