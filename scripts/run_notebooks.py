@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = NOTEBOOKS / "runs"
-# Printed lines worth a glance in the table: losses, accuracies, reference-band verdicts, device checks.
+# Printed lines worth a glance in the table: losses, accuracies, reference-band verdicts, device checks (lines
+# with a number; not exercise feedback).
 HEADLINE = re.compile(r"loss|accuracy|reference band|matches|agrees|loops", re.I)
 
 
@@ -73,8 +74,9 @@ def headline(nb) -> list[str]:
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
-                lines += [l.strip() for l in out["text"].splitlines() if HEADLINE.search(l)]
-    return [l[:160] for l in lines[:8]]
+                lines += [l.strip() for l in out["text"].splitlines()
+                          if HEADLINE.search(l) and re.search(r"\d|True", l) and not l.lstrip().startswith(("✓", "✗"))]
+    return [l[:160] for l in lines[:6]]
 
 
 def run_one(path: str, timeout: int) -> dict:
