@@ -7,9 +7,9 @@
 Unlike `execute-notebooks`, the notebooks are not changed: each runs top to bottom in a fresh kernel (its
 GPU branch on when the device is a GPU) and the run is summarised per notebook: passed or the error of the
 failing cell, seconds, and its headline numbers (the printed lines about losses, accuracies and reference
-bands). The summary is written to notebooks/runs/<device>.json and notebooks/runs/<device>.md (<device> is
-cpu, cuda or mps) with the date, the device, the machine and the versions, to be committed: it is the
-record that the course runs to the end on that kind of device.
+bands). The summary is written to notebooks/summaries/<device>.json and .md (<device> is cpu, cuda or mps)
+with the date, the device, the machine and the versions, to be committed: it is the record that the course
+runs to the end on that kind of device.
 
 The device reaches the notebooks through LMLAB_DEVICE, which `lmlab.repro.setup` reads. On a machine where
 dev.py cannot install (a GPU machine without network), run it from the project root with what is there:
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-RUNS = NOTEBOOKS / "runs"
+RUNS = NOTEBOOKS / "summaries"
 # Printed lines worth a glance in the table: losses, accuracies, reference-band verdicts, device checks (lines
 # with a number; not exercise feedback).
 HEADLINE = re.compile(r"loss|accuracy|reference band|matches|agrees|loops", re.I)
@@ -128,7 +128,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=None,
                         help="notebooks at a time (default: all of them on a GPU, half the CPU cores on a CPU)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
-    parser.add_argument("--out", type=Path, default=RUNS, help="folder of the summary (default notebooks/runs)")
+    parser.add_argument("--out", type=Path, default=RUNS,
+                        help="folder of the summary (default notebooks/summaries)")
     args = parser.parse_args(argv)
 
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
