@@ -3,7 +3,8 @@
 Version drift is the most common reason a course notebook stops working. The tool that executes the
 notebooks (`python dev.py execute-notebooks`) records the versions it ran with in
 `lmlab/reference/notebook_versions.json`; `report()` compares them with what is installed here and
-says what a difference may change.
+says what a difference may change. A version below the supported range (the floors of lmlab's
+dependencies in pyproject.toml, tested with `python dev.py test-floors`) is reported first.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # The packages whose versions change what the notebooks print or how they run.
 TRACKED = ["torch", "numpy", "transformers", "tokenizers", "safetensors", "matplotlib", "ipywidgets", "tqdm"]
 VERSIONS_FILE = Path(__file__).parent / "reference" / "notebook_versions.json"
+
+# Why a floor is where it is, when the reason is more than "older versions were not tested".
+_FLOOR_REASONS = {
+    "torch": "versions before 2.6 let torch.load(weights_only=True) run code from a malicious file (CVE-2025-32434)",
+}
 
 # What a version change of each package may mean for a learner.
 _EFFECTS = {
@@ -59,32 +66,74 @@ def _release(v: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
+def supported_floors() -> dict[str, str]:
+    """The lowest supported version of each of lmlab's dependencies, from the installed package's metadata
+    (the ``>=`` floors of pyproject.toml's ``dependencies``), e.g. ``{"torch": "2.6", ...}``.
+
+    Optional extras (``lab``, ``test``) are left out; ``{}`` when lmlab is not installed as a package.
+    """
+    try:
+        requires = importlib.metadata.requires("lmlab") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    floors = {}
+    for req in requires:
+        if ";" in req:  # 'peft>=0.10; extra == "lab"': an optional extra
+            continue
+        m = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*>=\s*([0-9][0-9.]*)", req)
+        if m:
+            floors[m.group(1).lower()] = m.group(2)
+    return floors
+
+
 @dataclass
 class Drift:
     package: str
     recorded: str | None
     installed: str | None
-    level: str  # "major", "minor", "patch", "missing"
+    level: str  # "below range", "major", "minor", "patch", "missing"
     effect: str
 
     def __str__(self) -> str:
+        if self.level == "below range":
+            return f"{self.package}: installed {self.installed} is below the supported range: {self.effect}"
         return f"{self.package}: notebooks ran with {self.recorded}, installed {self.installed} ({self.level}): {self.effect}"
 
 
-def version_drift(recorded: dict[str, str | None] | None = None, installed: dict[str, str | None] | None = None) -> list[Drift]:
-    """Compare recorded notebook versions with installed ones; one `Drift` per difference.
+def _below_floor(name: str, have: str | None, floors: dict[str, str]) -> Drift | None:
+    floor = floors.get(name)
+    if not have or not floor or _release(have) >= _release(floor):
+        return None
+    reason = _FLOOR_REASONS.get(name, "the course is tested from this version on")
+    return Drift(name, None, have, "below range", f"lmlab needs {name}>={floor} ({reason}): "
+                                                  f"`pip install -U \"{name}>={floor}\"`")
+
+
+def version_drift(recorded: dict[str, str | None] | None = None, installed: dict[str, str | None] | None = None,
+                  floors: dict[str, str] | None = None) -> list[Drift]:
+    """Compare installed versions with the supported range and with the recorded notebook versions.
+
+    One `Drift` per package that is below its floor (level "below range") or differs from the version the
+    notebooks were executed with. ``floors`` defaults to `supported_floors()`.
 
     Example:
-        >>> version_drift({"torch": "2.13.0"}, {"torch": "2.14.1"})[0].level
+        >>> version_drift({"torch": "2.13.0"}, {"torch": "2.14.1"}, floors={})[0].level
         'minor'
+        >>> version_drift({"torch": "2.13.0"}, {"torch": "2.5.1"}, floors={"torch": "2.6"})[0].level
+        'below range'
     """
     if recorded is None:
         recorded = load_recorded_versions().get("versions", {})
     installed = installed_versions() if installed is None else installed
+    floors = supported_floors() if floors is None else floors
     drifts = []
-    for name, rec in recorded.items():
-        have = installed.get(name)
-        if rec == have:
+    for name in dict.fromkeys([*recorded, *(n for n in floors if n in installed)]):  # recorded first, in order
+        rec, have = recorded.get(name), installed.get(name)
+        below = _below_floor(name, have, floors)
+        if below is not None:
+            drifts.append(below)
+            continue
+        if name not in recorded or rec == have:
             continue
         r, h = _release(rec), _release(have)
         if have is None:

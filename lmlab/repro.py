@@ -125,6 +125,10 @@ def setup(seed: int = 0, threads: int | None = None, device: str | torch.device 
         threads: CPU threads (``None`` leaves PyTorch's default).
         device: "cpu", "cuda", "mps" or ``None`` for the best available (CUDA, then MPS, then CPU).
 
+    The environment variables ``LMLAB_THREADS`` and ``LMLAB_DEVICE``, when set, replace ``threads`` and
+    ``device``: the course's tests use them to run every notebook under other thread counts or devices
+    (``python dev.py check-notebooks``, ``python dev.py run-notebooks --device cpu``) without editing it.
+
     Returns:
         The ``torch.device`` to put models and tensors on (``print(device)`` shows e.g. ``cpu``).
 
@@ -133,6 +137,8 @@ def setup(seed: int = 0, threads: int | None = None, device: str | torch.device 
         >>> str(device)
         'cpu'
     """
+    threads = int(os.environ["LMLAB_THREADS"]) if os.environ.get("LMLAB_THREADS") else threads
+    device = os.environ.get("LMLAB_DEVICE") or device
     seed_everything(seed, threads=threads)
     return pick_device(device)
 

@@ -4,8 +4,11 @@
     python dev.py execute-notebooks 01 04           the ones whose names start with these
 
 Notebooks run in a fresh kernel of this Python with their folder as working directory, progress bars off,
-and the data folder from LMLAB_DATA_DIR (default ../shared/data when present). The versions are written to
-lmlab/reference/notebook_versions.json, which `lmlab env` compares with what a learner has installed.
+and the data folder from LMLAB_DATA_DIR (default ../shared/data when present). The stored outputs are those of
+the CPU path with each notebook's own thread count: LMLAB_DEVICE is set to cpu, and LMLAB_THREADS and
+ATEN_CPU_CAPABILITY are cleared (see `python dev.py check-notebooks` and `run-notebooks` for the other
+conditions). The versions are written to lmlab/reference/notebook_versions.json, which `lmlab env` compares
+with what a learner has installed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("LMLAB_PROGRESS", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    os.environ["LMLAB_DEVICE"] = "cpu"  # the stored outputs are the CPU path's
+    os.environ.pop("LMLAB_THREADS", None)
+    os.environ.pop("ATEN_CPU_CAPABILITY", None)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if argv:
         paths = [p for p in paths if any(p.name.startswith(a) for a in argv)]

@@ -28,3 +28,29 @@ def test_record_and_reload(tmp_path):
     assert json.loads(path.read_text()) == data == load_recorded_versions(path)
     assert data["notebooks"]["01_x.ipynb"]["torch"] == installed_versions()["torch"]
     assert load_recorded_versions(tmp_path / "missing.json") == {}
+
+
+def test_below_the_supported_range_is_reported_first_with_the_fix():
+    rec = {"torch": "2.13.0", "numpy": "2.4.6"}
+    have = {"torch": "2.5.1", "numpy": "2.4.6", "tqdm": "4.60.0"}
+    drift = version_drift(rec, have, floors={"torch": "2.6", "numpy": "1.24", "tqdm": "4.66"})
+    assert [(d.package, d.level) for d in drift] == [("torch", "below range"), ("tqdm", "below range")]
+    assert "CVE-2025-32434" in drift[0].effect and 'pip install -U "torch>=2.6"' in drift[0].effect
+    assert str(drift[1]).startswith("tqdm: installed 4.60.0 is below the supported range")
+    # at the floor, or a package with no recorded version and no floor problem: nothing to say
+    assert version_drift({"torch": "2.6.0"}, {"torch": "2.6.0", "tqdm": "4.66.0"}, {"torch": "2.6", "tqdm": "4.66"}) == []
+
+
+def test_floors_come_from_the_installed_package_metadata():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    from conftest import ROOT
+    from lmlab.envreport import supported_floors
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = supported_floors()
+    assert floors == {d.split(">=")[0].strip().lower(): d.split(">=")[1].strip() for d in deps}
+    assert tuple(int(x) for x in floors["torch"].split(".")[:2]) >= (2, 6)  # CVE-2025-32434
