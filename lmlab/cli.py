@@ -61,8 +61,7 @@ def _cmd_data(args) -> int:
 
     if args.action == "download":
         if not args.all and not args.name:
-            print(f"name a corpus ({', '.join(CORPORA)}) or pass --all", file=sys.stderr)
-            return 2
+            return _refuse("data download", f"name a corpus ({', '.join(CORPORA)}) or pass --all")
         folder = Path(args.to) if args.to else data_dir()
         if args.all:
             paths = download_all(folder)

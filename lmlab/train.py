@@ -131,13 +131,14 @@ def train(
             fingerprints = None
             if config.checkpoint_dir is not None or resume not in (False, None):  # what the run trains on
                 fingerprints = run_fingerprints(train_batches, tokenizer)
-            return _train(model, train_batches, val_batches, config, dist, resume, callback, (fingerprints, strict))
+            return _train(model, train_batches, val_batches, config, dist, resume, callback, fingerprints, strict)
     finally:
         dist.close()
 
 
-def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, resume, callback, checks) -> History:
-    run = _Run(model, config, dist, resume, *checks)  # device, optimizer, precision; restore or seed
+def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, resume, callback, fingerprints=None,
+           strict=False) -> History:
+    run = _Run(model, config, dist, resume, fingerprints, strict)  # device, optimizer, precision; restore or seed
     optimizer, scaler, history = run.optimizer, run.scaler, run.history
     progress = Progress(config.max_steps, run.start_step, show=dist.is_main, flag=config.progress,
                         live_plot=config.live_plot)
