@@ -6,7 +6,8 @@ A checkpoint is a folder ``step-000123/`` holding
   Tied weights (GPT's ``lm_head.weight`` is ``transformer.wte.weight``) are stored once.
 - ``optimizer.pt``: the optimizer's ``state_dict`` (AdamW moments), read back with
   ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers and refuses
-  any other pickled object -- a pickle can run arbitrary code when it is loaded.
+  any other pickled object -- a pickle can run arbitrary code when it is loaded -- and only on torch
+  2.6 or later (``lmlab.safe_load``: older versions could be tricked, CVE-2025-32434).
 - ``state.json``: the step, the format version, the lmlab version, the model spec (``kind`` + config,
   enough to rebuild the model with ``lmlab.models.build_model``), the SHA-256 of the other two files, and
   whatever the caller adds (the training loop adds its history, its config, the random-number-generator

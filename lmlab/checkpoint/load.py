@@ -93,18 +93,22 @@ def load_checkpoint(
         path_or_dir: a ``step-XXXXXX`` folder, or a folder of them (the latest is loaded).
         model: the model to load the weights into. ``None``: rebuild it from the checkpoint's model
             spec with ``lmlab.models.build_model`` (on CPU).
-        optimizer: loaded from ``optimizer.pt`` when given.
-        map_location: where tensors are read to before being copied into the model/optimizer.
+        optimizer: loaded from ``optimizer.pt`` when given (needs torch 2.6 or later: ``lmlab.safe_load``).
+        map_location: where the optimizer's tensors are read to before being copied into the optimizer.
 
     Returns:
         A ``Checkpoint`` (path, step, state, model).
 
     Raises:
         CheckpointError: nothing to load, another format version, damaged files (state.json that is not
-            a JSON object with a step, weights or optimizer state that cannot be read), or a model whose
-            tensor names or shapes differ from the checkpoint's (the message lists the config and tensor
-            differences; nothing is loaded). A config that differs only in settings without weights
-            (dropout) warns, and so does a checkpoint written by another lmlab version of the same format.
+            a JSON object with a step, a file whose SHA-256 differs from the one state.json records, weights
+            or optimizer state that cannot be read or hold NaN/inf), an optimizer state that does not fit the
+            optimizer (other groups, moments of other shapes), ``optimizer=`` on torch older than 2.6
+            (CVE-2025-32434: load without it to get the weights), or a model whose tensor names or shapes
+            differ from the checkpoint's (the message lists the config and tensor differences; nothing is
+            loaded). Every check comes before anything is loaded. A config that differs only in settings
+            without weights (dropout) warns, and so do a checkpoint written by another lmlab version of the
+            same format and one without recorded SHA-256s.
         UnsafeCheckpointError: ``optimizer.pt`` holds pickled objects that are not tensors or plain
             containers (loading them could run code, so they are not loaded).
     """
