@@ -377,3 +377,41 @@ def test_resume_with_other_settings_names_them_and_a_bare_checkpoint_is_refused(
     with pytest.raises(CheckpointError, match="not written by lmlab.train.*load_checkpoint"):
         train(model, tb, None, c, resume=tmp_path / "bare")
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # nothing was loaded
+
+
+# ---------------------------------------------------------------------------------------------------- host syncs
+
+
+def _host_reads(model, steps: int, **kw) -> int:
+    """Reads of tensor values by the host (syncs on a GPU) in a run that logs only at its last step."""
+    from lmlab.device import HostReads
+
+    tb, _ = make_batches()
+    with HostReads() as reads:
+        train(model, tb, None, quiet(max_steps=steps, log_every=steps, **kw))
+    return reads.total
+
+
+def test_no_host_sync_between_log_steps():
+    from lmlab.models.gpt import GPT
+
+    at_log = _host_reads(_tiny_gpt(dropout=0.0), 3)
+    assert at_log > 0  # the counter sees the reads of the log step (loss, gradient norm, finite check)
+    # 6 more steps, the same reads: none per step (the model's token-id check runs on the first step only)
+    assert _host_reads(_tiny_gpt(dropout=0.0), 9) == at_log
+    accum = dict(grad_accum=2, grad_clip=None)
+    assert _host_reads(_tiny_gpt(dropout=0.0), 9, **accum) == _host_reads(_tiny_gpt(dropout=0.0), 3, **accum)
+    assert _host_reads(tiny(), 9) == _host_reads(tiny(), 3)  # a model without checks
+    model = _tiny_gpt()
+    train(model, make_batches()[0], None, quiet(max_steps=2))
+    assert model.check_ids is True and "check_ids" not in vars(model) and GPT.check_ids is True  # given back
+
+
+def test_the_first_step_checks_token_ids_with_the_models_error():
+    from lmlab.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    small = GPT(GPTConfig(vocab_size=VOCAB - 1, block_size=8, n_layer=1, n_head=2, n_embd=16))  # ids up to 10
+    with pytest.raises(ValueError, match="token ids must be in"):
+        train(small, make_batches()[0], None, quiet(max_steps=3))
+    assert small.check_ids is True
