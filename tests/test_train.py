@@ -415,3 +415,19 @@ def test_the_first_step_checks_token_ids_with_the_models_error():
     with pytest.raises(ValueError, match="token ids must be in"):
         train(small, make_batches()[0], None, quiet(max_steps=3))
     assert small.check_ids is True
+
+
+@pytest.mark.slow
+def test_compile_compiles_the_step_once_with_evaluation():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    tb, vb = make_batches()
+    model = _tiny_gpt(dropout=0.0)
+    h = train(model, tb, vb, quiet(max_steps=5, eval_every=2, compile=True))
+    assert h.val_steps == [2, 4, 5]
+    assert counters["stats"]["unique_graphs"] == 1  # one graph, no recompile: evaluation runs the plain model
+    assert model.check_ids is True and "check_ids" not in vars(model)
+    h_eager = train(_tiny_gpt(dropout=0.0), tb, vb, quiet(max_steps=5, eval_every=2))
+    assert h.val_losses == pytest.approx(h_eager.val_losses, rel=1e-4)  # the same training, compiled
