@@ -3,7 +3,8 @@ milliseconds spent outside the model.
 
 - reads per step: ``lmlab.device.HostReads`` counts ``.item()``, ``bool(t)``, ``int(t)``... during ``train`` runs
   that log only at their end; runs of N and 4N steps give the reads per step between logs, and the rest are
-  the reads done once per run (the model's token-id check on the first step, the log step). On a GPU, the CUDA sync debug mode also counts the real syncs.
+  the reads done once per run (the model's token-id check on the first step, the log step). On a GPU, the CUDA
+  sync debug mode also counts the real syncs.
 - ms per step: ``lmlab.train.train`` against the bare step (batch, forward, backward, clip, AdamW: nanoGPT's
   loop without its logging) on the same model and batches, each timed over N and 4N steps so that the set-up
   cancels; the difference is the loop's own work (history, finite checks, progress bar, batch copy).
@@ -140,7 +141,8 @@ def main() -> None:
           f"{device}, torch threads {torch.get_num_threads()}; runs of {n} and {4 * n} steps, median of {args.reps}\n")
     print("| what | per step (between logs) | once per run (first step and log step) |")
     print("|---|---:|---:|")
-    print(f"| host reads of device values (.item(), bool(t)...) | {per_step_reads:g} | {short[0] - n * per_step_reads:g} |")
+    once = short[0] - n * per_step_reads
+    print(f"| host reads of device values (.item(), bool(t)...) | {per_step_reads:g} | {once:g} |")
     if device.type == "cuda":
         print(f"| CUDA syncs (sync debug mode) | {per_step_syncs:g} | {short[1] - n * per_step_syncs:g} |")
     print(f"\n| ms per step | lmlab train | bare step | the loop's own work |")
