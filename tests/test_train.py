@@ -431,3 +431,26 @@ def test_compile_compiles_the_step_once_with_evaluation():
     assert model.check_ids is True and "check_ids" not in vars(model)
     h_eager = train(_tiny_gpt(dropout=0.0), tb, vb, quiet(max_steps=5, eval_every=2))
     assert h.val_losses == pytest.approx(h_eager.val_losses, rel=1e-4)  # the same training, compiled
+
+
+def test_pinned_copy_returns_cpu_tensors_as_they_are():
+    from lmlab.data.batching import PinnedCopy
+
+    x, y = make_batches()[0].get(0)
+    a, b = PinnedCopy("cpu")(x, y)
+    assert a is x and b is y  # nothing to copy on the CPU: no extra work per step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pinned_copy_reuses_its_buffers_and_copies_the_right_batch():
+    from lmlab.data.batching import PinnedCopy
+
+    tb, _ = make_batches()
+    copy = PinnedCopy("cuda")
+    outs = [(tb.get(step), copy(*tb.get(step))) for step in range(6)]  # 3 rounds of 2 slots, refilled in turn
+    buffers = [b.data_ptr() for slot in copy.buffers for b in slot]
+    for (x, y), (x_dev, y_dev) in outs:
+        assert x_dev.is_cuda and torch.equal(x_dev.cpu(), x) and torch.equal(y_dev.cpu(), y)
+    copy(*tb.get(6))
+    assert [b.data_ptr() for slot in copy.buffers for b in slot] == buffers  # allocated once
+    assert all(b.is_pinned() for slot in copy.buffers for b in slot)

@@ -166,10 +166,11 @@ class PinnedCopy:
 
     def __call__(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         if self.device.type != "cuda" or any(t.device.type != "cpu" for t in tensors):
-            return tuple(t.to(self.device, non_blocking=True) for t in tensors)
+            return tuple(t.to(self.device) for t in tensors)
         slot, self.turn = self.turn, (self.turn + 1) % len(self.buffers)
-        if self.copied[slot] is not None:
-            self.copied[slot].synchronize()  # the copy that last read these buffers is done
+        if self.copied[slot] is None:
+            self.copied[slot] = torch.cuda.Event()
+        self.copied[slot].synchronize()  # the copy that last read these buffers is done (at once if none was)
         buffers = self.buffers[slot]
         if [(b.shape, b.dtype) for b in buffers] != [(t.shape, t.dtype) for t in tensors]:
             buffers = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
@@ -178,6 +179,5 @@ class PinnedCopy:
         for buffer, t in zip(buffers, tensors):
             buffer.copy_(t)
             out.append(buffer.to(self.device, non_blocking=True))
-        self.copied[slot] = torch.cuda.Event()
-        self.copied[slot].record()
+        self.copied[slot].record()  # after the copies queued above
         return tuple(out)
