@@ -19,7 +19,8 @@ through ``lmlab.attention.scaled_dot_product_attention``, used when the weights 
 
 ``pad_vocab_multiple=64`` rounds the rows of the embedding and of ``lm_head`` up to a multiple of 64 (GPT-2's
 50257 -> 50304, as nanoGPT does): a GPU's matrix units run faster on such sizes. The padding rows are never a
-token: the logits are cut back to V, so the model computes what the unpadded one computes.
+token: the logits are cut back to V, so the model computes what the unpadded one computes. It is meant for
+``torch.compile``, which can fold the cut into the loss; eager, the cut costs a copy of the logits.
 
 Letters: B batch, T time, C channels (n_embd), nh heads, hs head size (C // nh), V vocab size,
 Vp padded vocab size (V unless ``pad_vocab_multiple`` > 1), L cached length, S static cache slots (block_size).
