@@ -21,6 +21,7 @@ from pathlib import Path
 from lmlab.data import offline_env
 
 HERE = Path(__file__).resolve().parent
+ON_REQUEST = {"gpu"}  # run only when named: it needs a GPU and a nanoGPT checkout (python benchmarks/gpu.py --help)
 
 INTRO = """# Benchmarks
 
@@ -35,9 +36,10 @@ rewrite this file), or one with `python benchmarks/NAME.py`.
 | `time_to_loss.py` | minutes for `lmlab train`'s CPU default to reach validation loss 1.88 on Tiny Shakespeare, its curve and peak memory | faster than nanoGPT's reported 3 minutes on a laptop CPU |
 | `notebooks.py` | every notebook under nbval as CI runs it: wall time and peak memory | the suite in about 10 minutes on 2 cores |
 | `explorer.py` | the attention explorer: time from a control change to the new figure, 128 and 512 tokens | well under 0.2 s |
+| `loop_syncs.py` | the training loop's own work: host reads of device values per step (host-device syncs on a GPU) and ms per step against a bare step | 0 reads between log steps |
+| `gpu.py` (on request: `python dev.py bench gpu`, or `python benchmarks/gpu.py --nanogpt PATH --save`) | on a GPU, beside nanoGPT (a checkout outside the repository) and transformers: a GPT-2-small step eager and compiled with MFU, the whole Shakespeare-char run, generation tokens/s with CUDA graphs | the loop within 5% of nanoGPT's ms per step, MFU >= 55%, generation >= 1,000 tokens/s at batch 1 and >= 4x transformers |
 
-GPU figures (MFU of a GPT-2-small-like model) are added here when a GPU run is made; the tables below are from a
-CPU-only machine.
+The `gpu` section appears below once a GPU run has been saved; the other tables are from a CPU-only machine.
 """
 
 
@@ -67,10 +69,9 @@ def machine() -> str:
             f"transformers {transformers.__version__}, tokenizers {tok_version}\n")
 
 
-def write_readme(header: str, sections: dict[str, str]) -> None:
+def write_readme(header: str, sections: dict[str, str], path: Path = HERE / "README.md") -> None:
     """Rewrite README.md with these sections; sections of scripts not run this time keep their old text
     (under the header of the run that made them)."""
-    path = HERE / "README.md"
     runs = []  # (header, {script: section}) of earlier runs still shown
     if path.is_file() and "\n## Latest results\n" in path.read_text():
         for block in path.read_text().split("\n## Latest results\n")[1].split("\n### Measured\n")[1:]:
@@ -94,6 +95,8 @@ def main(argv: list[str]) -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != "run_all.py")
     if names:
         scripts = [p for p in scripts if p.stem in names]
+    else:
+        scripts = [p for p in scripts if p.stem not in ON_REQUEST]
     offline_env(HERE.parent.parent / "shared" / "data")
     header = machine()
     print(header)

@@ -2,7 +2,9 @@
 
 Prints a markdown table: tokens/s for forward + backward + AdamW step (median of repetitions), the ratio
 lmlab / transformers, and the model FLOPs utilization against this machine's matmul peak measured in the
-same run; then greedy generation throughput (new tokens/s) with the KV cache, batch 1 and 8.
+same run; then greedy generation throughput (new tokens/s) with the KV cache, batch 1 and 8: the default
+(growing) cache, the static cache (``static_cache=True``) and its compiled step (``compile=True``, compiled in a
+warm-up call before the timing), against transformers' ``generate``; the ratio is the default path's.
 
     python benchmarks/train_throughput.py [--sizes notebook,gpt2-small] [--reps 5]
 """
@@ -79,8 +81,9 @@ def main() -> None:
         print(f"| {name} | {tokens / t_ours:,.0f} | {tokens / t_hf:,.0f} | {t_hf / t_ours:.2f} | "
               f"{flops / t_ours / peak:.1%} |")
 
-    print("\n| generation (notebook size, greedy, 100 new tokens) | lmlab tok/s | transformers tok/s | ratio |")
-    print("|---|---:|---:|---:|")
+    print("\n| generation (notebook size, greedy, 100 new tokens) | lmlab tok/s | static cache | compile=True "
+          "| transformers tok/s | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     s = dict(SIZES["notebook"], block_size=256)
     s.pop("batch")
     torch.manual_seed(0)
@@ -90,6 +93,8 @@ def main() -> None:
         idx = torch.randint(0, s["vocab_size"], (B, 16))
         res = {}
         for label, fn in [("lmlab", lambda: generate(ours, idx, 100, do_sample=False)),
+                          ("static", lambda: generate(ours, idx, 100, do_sample=False, static_cache=True)),
+                          ("compile", lambda: generate(ours, idx, 100, do_sample=False, compile=True)),
                           ("hf", lambda: theirs.generate(idx, max_new_tokens=100, min_new_tokens=100,
                                                          do_sample=False, attention_mask=torch.ones_like(idx)))]:
             fn()
@@ -99,7 +104,8 @@ def main() -> None:
                 fn()
                 times.append(time.perf_counter() - t0)
             res[label] = B * 100 / statistics.median(times)
-        print(f"| batch {B} | {res['lmlab']:,.0f} | {res['hf']:,.0f} | {res['lmlab'] / res['hf']:.2f} |")
+        print(f"| batch {B} | {res['lmlab']:,.0f} | {res['static']:,.0f} | {res['compile']:,.0f} | {res['hf']:,.0f} "
+              f"| {res['lmlab'] / res['hf']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name.replace('_', '-')}", type=check, default=None)
     t.add_argument("--seed", type=seed_value, default=None, help=f"default: {DEFAULTS['seed']}")
     t.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step, once (about a minute "
+                   "at the start): pays on a GPU for runs of a few thousand steps or more, rarely on a CPU")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 

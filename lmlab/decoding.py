@@ -8,19 +8,27 @@ context is cropped to the last ``block_size`` tokens and the cache is rebuilt fr
 (positions restart at 0, just as ``forward`` on the cropped context), so such steps cost a full forward
 pass, like nanoGPT's loop. Models without ``decode_step`` run ``forward`` on the (cropped) whole sequence.
 
-Letters: N rows run through the model (B, or B * K in beam search), L the sequence length so far, V vocab.
+``StaticNextTokenLogits`` does the same with a GPT's ``StaticKVCache``: buffers allocated once, so every step
+after the prompt runs one token with the same shapes. That step can be compiled with
+``torch.compile(mode="reduce-overhead")``: on a GPU it is captured as a CUDA graph and replayed with one launch,
+instead of a few hundred kernel launches that take longer than the kernels of a small batch (as gpt-fast does).
+
+Letters: N rows run through the model (B, or B * K in beam search), L the sequence length so far, V vocab,
+S the static cache's slots (block_size).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Any
+import weakref
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-__all__ = ["NextTokenLogits", "model_device", "context_length"]
+__all__ = ["NextTokenLogits", "StaticNextTokenLogits", "model_device", "context_length"]
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -71,3 +79,60 @@ class NextTokenLogits:
         """Keep (or repeat) the cache rows ``index``, after beam search chose which beams go on."""
         if self.use_cache and self.cache is not None:
             self.cache = self.model.reorder_cache(self.cache, index)
+
+
+def decode_last(model: nn.Module, idx: Tensor, pos: Tensor, cache: Any) -> Tensor:
+    """Logits for the token after the last of ``idx``, run at positions ``pos`` with a static cache.
+
+    Shape: idx (N, T), pos (T,) -> (N, V) float32
+    """
+    return model.decode_static(idx, pos, cache)[:, -1, :].float()
+
+
+@functools.cache
+def compiled_decode_last() -> Callable[..., Tensor]:
+    """``decode_last`` compiled once per process for one-token steps (CUDA graphs on a GPU)."""
+    return torch.compile(decode_last, mode="reduce-overhead", fullgraph=True)
+
+
+# the static cache of each model that generated with compile=True: the next call reuses it (and the CUDA graphs
+# recorded for its memory); it goes away with the model
+_kept_caches: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
+
+
+class StaticNextTokenLogits:
+    """``NextTokenLogits`` for models with a static cache (``GPT.static_cache``, ``GPT.decode_static``).
+
+    The prompt fills the cache's first slots; then each call runs the newest token alone, at its position (a
+    tensor, so one compiled step serves every position). A sequence longer than ``block_size`` is cropped and
+    the cache refilled from the last ``block_size`` tokens at every step, as ``NextTokenLogits`` does.
+    ``compile=True`` compiles the one-token step (``compiled_decode_last``); the prompt runs uncompiled, since
+    its length varies. Greedy decoding and sampling only (beam search reorders its cache rows).
+    """
+
+    def __init__(self, model: nn.Module, compile: bool = False):
+        self.model, self.compile = model, compile
+        self.positions = torch.arange(model.config.block_size, device=model_device(model))  # (S,) slot of each position
+        self.cache: Any = _kept_caches.get(model) if compile else None
+        self.filled = 0  # positions in the cache that belong to the current sequence
+
+    def __call__(self, seq: Tensor) -> Tensor:
+        """Shape: seq (N, L) -> logits for position L, (N, V) in float32."""
+        N, L = seq.shape
+        S = self.positions.numel()
+        weight = self.model.lm_head.weight
+        if self.cache is None or self.cache.batch_size != N or self.cache.k[0].dtype != weight.dtype:
+            self.cache = self.model.static_cache(N)  # (N, nh, S, hs) per layer, in the weights' dtype
+            if self.compile:
+                for t in self.cache.k + self.cache.v:
+                    torch._dynamo.mark_static_address(t)  # the same memory at every step: CUDA graphs may keep it
+                _kept_caches[self.model] = self.cache
+        if self.filled != L - 1 or L > S:  # the prompt, or a context longer than block_size: (re)fill the cache
+            context = seq[:, -S:]  # (N, L')
+            self.filled = context.size(1)
+            return decode_last(self.model, context, self.positions[:self.filled], self.cache)
+        if self.compile:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are no longer needed
+        step = compiled_decode_last() if self.compile else decode_last
+        self.filled = L
+        return step(self.model, seq[:, -1:].contiguous(), self.positions[L - 1:L], self.cache)  # (N, V)

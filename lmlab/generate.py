@@ -18,7 +18,9 @@ Where to read: the filters and the sampling loop in ``lmlab.sampling``, beam sea
 
 Models: anything with ``forward(idx) -> (logits, loss)``; models with a KV cache (``GPT``, ``LSTMLM``) run
 only the newest token through the network at each step, and contexts longer than the model's
-``block_size`` are cropped (``lmlab.decoding`` says how).
+``block_size`` are cropped (``lmlab.decoding`` says how). On a GPU a small batch is bound by kernel launches
+(a 124M GPT launches a few hundred kernels per token): ``compile=True`` runs a GPT's steps on a static cache
+and replays each one as a CUDA graph (``lmlab.decoding.StaticNextTokenLogits``); the tokens are the same.
 
 Letters: B batch, T prompt length, V vocab size.
 
@@ -37,7 +39,7 @@ from torch import Tensor
 
 from lmlab.beam_search import beam_search
 from lmlab.checks import check_idx
-from lmlab.decoding import NextTokenLogits, model_device
+from lmlab.decoding import NextTokenLogits, StaticNextTokenLogits, model_device
 from lmlab.sampling import (
     apply_temperature,
     check_top_k,
@@ -66,6 +68,8 @@ def generate(
     length_penalty: float = 1.0,
     early_stopping: bool | str = False,
     use_cache: bool = True,
+    static_cache: bool = False,
+    compile: bool = False,
 ) -> Tensor:
     """Continue each prompt in ``idx`` by up to ``max_new_tokens`` tokens.
 
@@ -85,6 +89,12 @@ def generate(
         length_penalty, early_stopping: beam search only, with transformers' meaning and defaults.
         use_cache: use the model's KV cache (same tokens, less compute); False reruns the whole
             (cropped) context each step.
+        static_cache: a GPT's ``StaticKVCache`` (allocated once, same shapes at every step) instead of the growing
+            one; greedy decoding and sampling only. Slower on a CPU (attention reads all block_size slots).
+        compile: static cache, and the one-token step compiled with ``torch.compile(mode="reduce-overhead")``:
+            CUDA graphs on a GPU, worth it there when generating many tokens for a small batch. The first call
+            compiles (tens of seconds); later calls for the same model reuse the step and the cache. Same tokens
+            as without (greedy), up to floating-point rounding.
 
     Contexts longer than the model's ``block_size`` are cropped to the last ``block_size`` tokens
     (the cache is then rebuilt each step). The model runs in eval mode under ``torch.no_grad()``; its
@@ -100,13 +110,17 @@ def generate(
     """
     _check_generate_args(model, idx, max_new_tokens, temperature, top_k, top_p, num_beams, do_sample, eos_id,
                          generator, length_penalty, early_stopping)
+    _check_static(model, num_beams, use_cache, static_cache or compile)
     if max_new_tokens == 0:
         return idx.clone()
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            next_logits = NextTokenLogits(model, use_cache)
+            if static_cache or compile:
+                next_logits = StaticNextTokenLogits(model, compile)
+            else:
+                next_logits = NextTokenLogits(model, use_cache)
             if num_beams > 1:
                 return beam_search(next_logits, idx, max_new_tokens, num_beams, eos_id, length_penalty,
                                    early_stopping)
@@ -192,3 +206,16 @@ def _check_generate_args(
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
 
+
+def _check_static(model: nn.Module, num_beams: int, use_cache: bool, static: bool) -> None:
+    """Raise ValueError when ``static_cache``/``compile`` cannot be used with this model or these settings."""
+    if not static:
+        return
+    if not hasattr(model, "decode_static"):
+        raise ValueError(f"static_cache and compile need a model with a static KV cache (lmlab's GPT); "
+                         f"{type(model).__name__} has none: leave them False")
+    if num_beams > 1:
+        raise ValueError("static_cache and compile work with greedy decoding and sampling, not beam search "
+                         "(num_beams > 1): leave them False for beam search")
+    if not use_cache:
+        raise ValueError("use_cache=False asks for no KV cache but static_cache/compile use one; choose one of them")

@@ -12,6 +12,15 @@ One optimizer step (the loop in ``_train`` below), as in nanoGPT's train.py:
 5. every ``eval_every`` steps: validation loss (``evaluate``), early stopping;
 6. every ``checkpoint_every`` steps and at the end: an atomic checkpoint (``lmlab.checkpoint``).
 
+Between log steps the host never reads a value from the device, so on a GPU it queues the next steps' kernels
+while the device runs the current ones: the losses and the first non-finite step are kept on the device
+(``_Run.add_step``); batches go through preallocated pinned buffers (``PinnedCopy``); the model checks the
+token ids of the first step only (the check reads their min and max, a sync). ``lmlab.device.HostReads``
+counts such reads (tests/test_train.py shows there are none between log steps).
+
+``compile=True`` compiles the training forward (and its backward) once, for fixed shapes (every batch source
+here gives full batches); evaluation runs the uncompiled model, so switching to eval mode compiles nothing.
+
 Batch sources (``lmlab.data.batching``) are stateless: micro-batch m of step s is
 ``train_batches.get(s * grad_accum + m)``. So resuming from a checkpoint only needs the model, the
 optimizer, the step, the history and the random-number-generator states (dropout draws from PyTorch's
@@ -56,6 +65,7 @@ from lmlab.checkpoint import (
     training_state,
     unwrap_model,
 )
+from lmlab.data.batching import PinnedCopy
 from lmlab.device import amp_dtype, autocast, pick_device, resolve_precision
 from lmlab.distributed import Dist
 from lmlab.progress import Progress
@@ -163,6 +173,8 @@ def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, r
             done = step + 1
             run.add_step(done, step_loss, grad_norm)  # on the device: no host sync
             progress.step()
+            if step == run.start_step:
+                run.stop_id_checks()  # the first step's token ids were checked; later ones come from the same data
             last = done == config.max_steps
 
             # ---- log (host sync), evaluate, checkpoint (never of a diverged model)
@@ -179,6 +191,7 @@ def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, r
             if stop is not None:
                 break
     finally:
+        run.restore_id_checks()
         progress.close()
     history.wall_time = time.perf_counter() - run.t_start
     progress.plot(history, force=True)
@@ -278,9 +291,13 @@ class _Run:
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None  # fp16 underflows
         self.history, self.start_step = History(), 0
         pending_sum, self.pending_n = self.restore_or_seed(resume)
-        # compiled and/or wrapped by DDP: the forward passes of training (evaluation skips DDP)
-        self.fwd_model = torch.compile(self.model) if config.compile else self.model
-        self.eval_model = self.fwd_model
+        # compiled and/or wrapped by DDP: the forward passes of training (evaluation runs the plain model)
+        self.own_check_ids = vars(self.model).get("check_ids")  # None: the model uses its class's value
+        if config.compile:
+            self.stop_id_checks()  # compiled code skips them anyway; switching later would recompile
+        self.fwd_model = torch.compile(self.model, dynamic=False) if config.compile else self.model
+        self.eval_model = self.model
+        self.to_device = PinnedCopy(self.device)  # batches: host -> device without blocking the host
         if dist.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.fwd_model = nn.parallel.DistributedDataParallel(self.fwd_model, device_ids=device_ids)
@@ -322,10 +339,7 @@ class _Run:
         for micro in range(config.grad_accum):
             batch = batches.get(step * config.grad_accum + micro)  # x (B, T), y (B, T)
             x, y = _pair(batch, "train_batches.get(step)", "(x, y), as lmlab.data.batching.LMBatches does")
-            x, y = dist.shard(x, y)  # (B / world, T): this process's share
-            if device.type == "cuda" and not x.is_cuda:
-                x, y = x.pin_memory(), y.pin_memory()  # page-locked: the copy below does not block the host
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = self.to_device(*dist.shard(x, y))  # (B / world, T): this process's share, on the device
             last_micro = micro == config.grad_accum - 1
             # DDP averages gradients across processes during backward; only needed on the last micro-batch
             sync = self.fwd_model.no_sync() if (dist.world_size > 1 and not last_micro) else nullcontext()
@@ -339,6 +353,22 @@ class _Run:
             step_loss += loss.detach().float()
             self.history.tokens_seen += y.numel() * dist.world_size
         return step_loss
+
+    def stop_id_checks(self) -> None:
+        """Turn off the model's token-id range check (``check_ids``, when it has one) until training ends.
+
+        The check reads the ids' min and max: a host-device sync per forward on a GPU. The first step's batches
+        are checked (a tokenizer that does not fit the model is caught there, with the model's clear error);
+        later batches come from the same data.
+        """
+        if isinstance(getattr(self.model, "check_ids", None), bool):
+            self.model.check_ids = False
+
+    def restore_id_checks(self) -> None:
+        """Give the model back the ``check_ids`` it came with."""
+        vars(self.model).pop("check_ids", None)  # back to the class's value
+        if self.own_check_ids is not None:
+            self.model.check_ids = self.own_check_ids
 
     def add_step(self, done: int, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """Add update ``done``'s loss to the sums since the last log and note whether it was finite."""

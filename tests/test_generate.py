@@ -288,3 +288,58 @@ def test_greedy_allows_zero_temperature_and_device_mismatch_is_named():
     assert generate(model, idx, 2, do_sample=False, temperature=0.0).shape == (1, 4)  # ignored by greedy
     with pytest.raises(ValueError, match=r"idx is on meta but the model is on cpu; move it with idx.to\('cpu'\)"):
         generate(model, torch.zeros(1, 2, dtype=torch.long, device="meta"), 2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# static cache and compiled steps
+
+
+def test_static_cache_gives_the_same_greedy_tokens_past_block_size():
+    model = peaky_gpt(5, block_size=8)
+    idx = torch.randint(0, V, (3, 5), generator=torch.Generator().manual_seed(0))
+    plain = generate(model, idx, 14, do_sample=False)  # 19 tokens > block_size: cropping and refilling
+    static = generate(model, idx, 14, do_sample=False, static_cache=True)
+    assert torch.equal(static, plain)
+    long_prompt = torch.randint(0, V, (1, 20), generator=torch.Generator().manual_seed(1))  # prompt > block_size
+    assert torch.equal(generate(model, long_prompt, 3, do_sample=False, static_cache=True),
+                       generate(model, long_prompt, 3, do_sample=False))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    sampled = generate(model, idx, 6, generator=g1, static_cache=True, top_k=5)
+    assert torch.equal(sampled, generate(model, idx, 6, generator=g2, top_k=5))  # same logits, same draws
+
+
+def test_static_cache_steps_equal_forward():
+    model = peaky_gpt(2, block_size=12)
+    x = torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full, _ = model(x)
+        cache = model.static_cache(2)
+        outs = [model.decode_static(x[:, :4], torch.arange(4), cache)]  # the prompt
+        outs += [model.decode_static(x[:, t:t + 1], torch.tensor([t]), cache) for t in range(4, 12)]
+    assert cache.k[0].shape == (2, 2, 12, 8)  # (B, nh, S, hs)
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_compiled_steps_give_the_same_greedy_tokens_and_compile_once():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = peaky_gpt(7, block_size=16)
+    for T, n in ((5, 20), (3, 6)):  # a second call, another prompt length: the same compiled step
+        idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(T))
+        assert torch.equal(generate(model, idx, n, do_sample=False, compile=True),
+                           generate(model, idx, n, do_sample=False))
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_static_cache_errors_say_what_to_do():
+    model = peaky_gpt(1)
+    idx = torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="not beam search"):
+        generate(model, idx, 3, num_beams=2, static_cache=True)
+    with pytest.raises(ValueError, match="choose one"):
+        generate(model, idx, 3, use_cache=False, compile=True)
+    with pytest.raises(ValueError, match="LSTMLM has none"):
+        generate(LSTMLM(V, n_embd=8, n_hidden=8), idx, 3, static_cache=True)

@@ -508,3 +508,31 @@ def test_build_model_errors():
         build_model("rnn", {})
     with pytest.raises(ValueError, match="n_layers"):
         build_model("gpt", {"n_layers": 2})
+
+
+def test_padded_vocabulary_computes_what_the_unpadded_model_computes():
+    model = tiny_gpt(dropout=0.0)
+    padded = GPT(GPTConfig(**{**asdict(model.config), "pad_vocab_multiple": 64}))
+    assert padded.config.padded_vocab_size == 64 and padded.lm_head.weight.shape == (64, 16)
+    with torch.no_grad():  # the same weights, and random ones in the padding rows
+        for name, p in padded.named_parameters():
+            p.copy_(torch.cat([model.get_parameter(name), p[V:]]) if name == "transformer.wte.weight"
+                    else model.get_parameter(name))
+    x, y = ids(3, 10), ids(3, 10, seed=1)
+    logits, loss = model(x, y)
+    p_logits, p_loss = padded(x, y)
+    assert p_logits.shape == (3, 10, V)
+    torch.testing.assert_close(p_logits, logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(p_loss, loss, atol=1e-6, rtol=0)
+    loss.backward()
+    p_loss.backward()
+    grad, p_grad = model.transformer.wte.weight.grad, padded.transformer.wte.weight.grad
+    torch.testing.assert_close(p_grad[:V], grad, atol=1e-6, rtol=0)
+    assert not p_grad[V:].any()  # the padding is never a token: no gradient reaches it
+    with torch.no_grad():
+        logits_step, _ = padded.decode_step(x)
+        static = padded.decode_static(x, torch.arange(10), padded.static_cache(3))
+    assert logits_step.shape == static.shape == (3, 10, V)
+    with pytest.raises(ValueError, match="pad_vocab_multiple must be a positive int"):
+        GPTConfig(pad_vocab_multiple=0)
+    assert GPTConfig(vocab_size=50257, pad_vocab_multiple=64).padded_vocab_size == 50304

@@ -568,3 +568,80 @@ def test_the_stale_lock_of_a_killed_trainer_is_taken_over(tmp_path):
     assert (tmp_path / "run" / ".lock").is_file()  # what a killed trainer leaves behind
     h = train(tiny(), make_batches()[0], None, _holder_config(tmp_path), resume=True)
     assert h.steps[-1] == 2 and not (tmp_path / "run" / ".lock").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- host syncs
+
+
+def _host_reads(model, steps: int, **kw) -> int:
+    """Reads of tensor values by the host (syncs on a GPU) in a run that logs only at its last step."""
+    from lmlab.device import HostReads
+
+    tb, _ = make_batches()
+    with HostReads() as reads:
+        train(model, tb, None, quiet(max_steps=steps, log_every=steps, **kw))
+    return reads.total
+
+
+def test_no_host_sync_between_log_steps():
+    from lmlab.models.gpt import GPT
+
+    at_log = _host_reads(_tiny_gpt(dropout=0.0), 3)
+    assert at_log > 0  # the counter sees the reads of the log step (loss, gradient norm, finite check)
+    # 6 more steps, the same reads: none per step (the model's token-id check runs on the first step only)
+    assert _host_reads(_tiny_gpt(dropout=0.0), 9) == at_log
+    accum = dict(grad_accum=2, grad_clip=None)
+    assert _host_reads(_tiny_gpt(dropout=0.0), 9, **accum) == _host_reads(_tiny_gpt(dropout=0.0), 3, **accum)
+    assert _host_reads(tiny(), 9) == _host_reads(tiny(), 3)  # a model without checks
+    model = _tiny_gpt()
+    train(model, make_batches()[0], None, quiet(max_steps=2))
+    assert model.check_ids is True and "check_ids" not in vars(model) and GPT.check_ids is True  # given back
+
+
+def test_the_first_step_checks_token_ids_with_the_models_error():
+    from lmlab.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    small = GPT(GPTConfig(vocab_size=VOCAB - 1, block_size=8, n_layer=1, n_head=2, n_embd=16))  # ids up to 10
+    with pytest.raises(ValueError, match="token ids must be in"):
+        train(small, make_batches()[0], None, quiet(max_steps=3))
+    assert small.check_ids is True
+
+
+@pytest.mark.slow
+def test_compile_compiles_the_step_once_with_evaluation():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    tb, vb = make_batches()
+    model = _tiny_gpt(dropout=0.0)
+    h = train(model, tb, vb, quiet(max_steps=5, eval_every=2, compile=True))
+    assert h.val_steps == [2, 4, 5]
+    assert counters["stats"]["unique_graphs"] == 1  # one graph, no recompile: evaluation runs the plain model
+    assert model.check_ids is True and "check_ids" not in vars(model)
+    h_eager = train(_tiny_gpt(dropout=0.0), tb, vb, quiet(max_steps=5, eval_every=2))
+    assert h.val_losses == pytest.approx(h_eager.val_losses, rel=1e-4)  # the same training, compiled
+
+
+def test_pinned_copy_returns_cpu_tensors_as_they_are():
+    from lmlab.data.batching import PinnedCopy
+
+    x, y = make_batches()[0].get(0)
+    a, b = PinnedCopy("cpu")(x, y)
+    assert a is x and b is y  # nothing to copy on the CPU: no extra work per step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pinned_copy_reuses_its_buffers_and_copies_the_right_batch():
+    from lmlab.data.batching import PinnedCopy
+
+    tb, _ = make_batches()
+    copy = PinnedCopy("cuda")
+    outs = [(tb.get(step), copy(*tb.get(step))) for step in range(6)]  # 3 rounds of 2 slots, refilled in turn
+    buffers = [b.data_ptr() for slot in copy.buffers for b in slot]
+    for (x, y), (x_dev, y_dev) in outs:
+        assert x_dev.is_cuda and torch.equal(x_dev.cpu(), x) and torch.equal(y_dev.cpu(), y)
+    copy(*tb.get(6))
+    assert [b.data_ptr() for slot in copy.buffers for b in slot] == buffers  # allocated once
+    assert all(b.is_pinned() for slot in copy.buffers for b in slot)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from lmlab.course.cells import (
     parse_cell,
     top_level_names,
 )
+from lmlab.files import atomic_write
 
 __all__ = ["build", "BuildReport", "make_student_notebook", "teaching_cell_problems"]
 
@@ -307,9 +307,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     if path.is_file() and path.read_bytes() == data:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, data)
 
 
 def _manual_markdown(parts: list[tuple[Path, Any, list[str]]]) -> str:

@@ -4,6 +4,9 @@ A *batch source* is any object with a method ``get(step) -> (x, y)`` that return
 training step. The batch depends only on the source's seed and the step number, never on what came
 before, so a run resumed from a checkpoint at step k sees exactly the batches it would have seen.
 
+Batches are built on the host; ``PinnedCopy`` moves them to a GPU through page-locked buffers allocated once,
+so the copy is queued like a kernel and the host goes on building the next step.
+
 Letters: B batch size, T block size (context length).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
 
 def _as_ids(ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -85,6 +89,7 @@ class LMBatches:
             )
         self.block_size, self.batch_size, self.seed, self.random = block_size, batch_size, seed, random
         self.device = torch.device(device)
+        self.to_device = PinnedCopy(self.device)
         self.n_windows = (len(self.ids) - 1) // block_size  # non-overlapping windows for sequential mode
         # all windows as a strided view: (N, T + 1) without copying the data
         self._windows = self.ids.unfold(0, block_size + 1, 1)
@@ -102,12 +107,8 @@ class LMBatches:
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         w = self._windows[self.starts(step)]  # (B, T + 1)
-        x, y = w[:, :-1], w[:, 1:]  # (B, T), (B, T)
-        if self.device.type == "cuda":
-            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        elif self.device.type != "cpu":
-            x, y = x.to(self.device), y.to(self.device)
-        return x.contiguous(), y.contiguous()
+        x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()  # (B, T), (B, T)
+        return self.to_device(x, y)
 
     def __len__(self) -> int:
         """Number of distinct sequential batches (one pass over the data)."""
@@ -144,3 +145,39 @@ class ArrayBatches:
 
     def __len__(self) -> int:
         return self.batches_per_epoch
+
+
+class PinnedCopy:
+    """Copy host tensors to ``device`` without making the host wait: ``x, y = to_device(x, y)``.
+
+    A copy from ordinary (pageable) host memory to a GPU blocks the host until it is done; a copy from
+    page-locked ("pinned") memory is queued like a kernel (``non_blocking=True``) and the host goes on. The
+    pinned buffers are allocated once (again only if the shapes change) and used in turn, ``slots`` sets of
+    them: before refilling a set, the host waits for the copy that last read it, which has long finished
+    unless the host runs ``slots`` steps ahead of the device. On the CPU (or MPS) it returns ``t.to(device)``,
+    which is ``t`` itself on the CPU; tensors already on the GPU are returned as they are.
+    """
+
+    def __init__(self, device: str | torch.device, slots: int = 2):
+        self.device = torch.device(device)
+        self.buffers: list[tuple[Tensor, ...]] = [() for _ in range(slots)]  # pinned host tensors, per slot
+        self.copied: list[torch.cuda.Event | None] = [None] * slots  # recorded after each slot's last copy
+        self.turn = 0
+
+    def __call__(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        if self.device.type != "cuda" or any(t.device.type != "cpu" for t in tensors):
+            return tuple(t.to(self.device) for t in tensors)
+        slot, self.turn = self.turn, (self.turn + 1) % len(self.buffers)
+        if self.copied[slot] is None:
+            self.copied[slot] = torch.cuda.Event()
+        self.copied[slot].synchronize()  # the copy that last read these buffers is done (at once if none was)
+        buffers = self.buffers[slot]
+        if [(b.shape, b.dtype) for b in buffers] != [(t.shape, t.dtype) for t in tensors]:
+            buffers = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
+            self.buffers[slot] = buffers
+        out = []
+        for buffer, t in zip(buffers, tensors):
+            buffer.copy_(t)
+            out.append(buffer.to(self.device, non_blocking=True))
+        self.copied[slot].record()  # after the copies queued above
+        return tuple(out)

@@ -14,10 +14,16 @@ Module names follow nanoGPT (Karpathy): ``transformer.wte``, ``transformer.wpe``
 
 Attention has two paths: the fast one through ``F.scaled_dot_product_attention`` and the readable one
 through ``lmlab.attention.scaled_dot_product_attention``, used when the weights are wanted
-(``attention_maps``). ``decode_step`` keeps a KV cache for generation.
+(``attention_maps``). ``decode_step`` keeps a KV cache for generation; ``decode_static`` writes into a
+``StaticKVCache`` allocated once, so that every generation step has the same shapes (for CUDA graphs).
+
+``pad_vocab_multiple=64`` rounds the rows of the embedding and of ``lm_head`` up to a multiple of 64 (GPT-2's
+50257 -> 50304, as nanoGPT does): a GPU's matrix units run faster on such sizes. The padding rows are never a
+token: the logits are cut back to V, so the model computes what the unpadded one computes. It is meant for
+``torch.compile``, which can fold the cut into the loss; eager, the cut costs a copy of the logits.
 
 Letters: B batch, T time, C channels (n_embd), nh heads, hs head size (C // nh), V vocab size,
-L cached length.
+Vp padded vocab size (V unless ``pad_vocab_multiple`` > 1), L cached length, S static cache slots (block_size).
 
 Left out: flash-attention options, weight decay groups (the training loop owns those), and
 generation itself (``lmlab.generate``).
@@ -36,7 +42,7 @@ from torch import Tensor
 from lmlab.attention import scaled_dot_product_attention
 from lmlab.checks import check_idx, check_targets, check_transformer_config
 
-__all__ = ["GPTConfig", "GPT", "KVCache"]
+__all__ = ["GPTConfig", "GPT", "KVCache", "StaticKVCache"]
 
 
 @dataclass
@@ -50,13 +56,20 @@ class GPTConfig:
     n_embd: int = 128  # channels C of the residual stream
     dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches (training only)
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them; False is a bit faster)
+    pad_vocab_multiple: int = 1  # embedding/lm_head rows rounded up to a multiple (64: faster on GPUs); logits keep V
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError if the fields do not make a valid model."""
-        check_transformer_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+        sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_multiple")
+        check_transformer_config(self, sizes)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and lm_head: vocab_size rounded up to a multiple of pad_vocab_multiple."""
+        return -(-self.vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
 
 
 @dataclass
@@ -75,10 +88,29 @@ class KVCache:
         return self.layers[0][0].size(0) if self.layers else 0
 
 
+@dataclass
+class StaticKVCache:
+    """Keys and values of every layer in buffers allocated once for all ``block_size`` positions, written in place.
+
+    ``k[i]``, ``v[i]``: block i's keys and values, each (B, nh, S, hs) with S = block_size. Slot p holds the
+    token at position p once it has been run; slots not written yet are masked out. Every generation step
+    then has the same shapes and uses the same memory, which CUDA graphs need (``torch.compile`` with
+    ``mode="reduce-overhead"`` replays a whole step as one launch). The price: attention reads all S slots.
+    """
+
+    k: list[Tensor]
+    v: list[Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        return self.k[0].size(0)
+
+
 class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention with a fused q/k/v projection (``c_attn``).
 
     Shape: x (B, T, C) -> y (B, T, C); past (k, v) each (B, nh, L, hs); weights (B, nh, T, L + T)
+    With ``pos`` (T,): past is a static cache's (k, v), each (B, nh, S, hs), written in place at slots pos.
     """
 
     def __init__(self, config: GPTConfig):
@@ -91,7 +123,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, need_weights: bool = False,
+        pos: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         B, T, C = x.shape
         hs = C // self.n_head
@@ -100,14 +133,22 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         L = 0
-        if past is not None:
+        if pos is not None:  # static cache: write the new keys/values into slots pos (in place)
+            past[0].index_copy_(2, pos, k)
+            past[1].index_copy_(2, pos, v)
+            k, v = past  # (B, nh, S, hs)
+        elif past is not None:
             L = past[0].size(2)
             k = torch.cat([past[0], k], dim=2)  # (B, nh, L + T, hs)
             v = torch.cat([past[1], v], dim=2)  # (B, nh, L + T, hs)
         dropout_p = self.dropout if self.training else 0.0
 
         weights = None
-        if need_weights or (L > 0 and T > 1):
+        if pos is not None:
+            # query i sits at position pos[i] and may attend slots 0..pos[i] (True = may attend)
+            mask = torch.arange(k.size(2), device=x.device) <= pos[:, None]  # (T, S)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, nh, T, hs)
+        elif need_weights or (L > 0 and T > 1):
             # query i sits at position L + i and may attend keys 0..L + i (True = may attend)
             mask = torch.ones(T, L + T, dtype=torch.bool, device=x.device).tril(diagonal=L)  # (T, L + T)
             if need_weights:
@@ -148,9 +189,10 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
+        self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, need_weights: bool = False,
+        pos: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
-        a, present, weights = self.attn(self.ln_1(x), past, need_weights)
+        a, present, weights = self.attn(self.ln_1(x), past, need_weights, pos)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x, present, weights
@@ -180,13 +222,13 @@ class GPT(nn.Module):
         config.validate()
         self.config = config
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
+            wte=nn.Embedding(config.padded_vocab_size, config.n_embd),  # token embedding (Vp rows)
             wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two uses
 
         # GPT-2 init: N(0, 0.02) everywhere, zero biases, and residual projections scaled by
@@ -235,6 +277,13 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)  # (B, T, C)
         return x, KVCache(layers=presents, length=L + T), maps
 
+    def _logits(self, x: Tensor) -> Tensor:
+        """Shape: hidden states x (B, T, C) -> logits (B, T, V), without the padding rows of the vocabulary."""
+        logits = self.lm_head(x)  # (B, T, Vp)
+        if self.config.padded_vocab_size != self.config.vocab_size:
+            logits = logits[..., :self.config.vocab_size]  # (B, T, V): a view; the padding is never a token
+        return logits
+
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits for the next token at every position, and the mean cross-entropy if ``targets`` is given.
 
@@ -247,10 +296,10 @@ class GPT(nn.Module):
         if targets is not None:
             check_targets(targets, idx, V, check_ids=self.check_ids)
         x, _, _ = self._run(idx)  # (B, T, C)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self._logits(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
+            loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)  # (B*T, V) vs (B*T,)
         return logits, loss
 
     def hidden_states(self, idx: Tensor) -> Tensor:
@@ -307,7 +356,36 @@ class GPT(nn.Module):
                 raise ValueError(f"idx has batch size {idx.size(0)} but the cache holds {cache.batch_size} rows; "
                                  "use reorder_cache to select or repeat rows")
         x, new_cache, _ = self._run(idx, cache)  # (B, T_new, C)
-        return self.lm_head(x), new_cache  # (B, T_new, V)
+        return self._logits(x), new_cache  # (B, T_new, V)
+
+    def static_cache(self, batch_size: int) -> StaticKVCache:
+        """An empty ``StaticKVCache`` for ``batch_size`` rows, in the dtype and on the device of the weights."""
+        c, w = self.config, self.transformer.wte.weight
+        shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)  # (B, nh, S, hs)
+        new = [torch.zeros(shape, dtype=w.dtype, device=w.device) for _ in range(2 * c.n_layer)]
+        return StaticKVCache(k=new[:c.n_layer], v=new[c.n_layer:])
+
+    def decode_static(self, idx: Tensor, pos: Tensor, cache: StaticKVCache) -> Tensor:
+        """``decode_step`` with a ``StaticKVCache``: run tokens ``idx`` at positions ``pos``, writing their keys and
+        values into the cache's slots ``pos``; they attend to the slots up to their own position.
+
+        ``pos`` is a tensor (not an int) so that a compiled step serves every position. No argument checks: this
+        is the inner loop of generation (``lmlab.decoding.StaticNextTokenLogits`` calls it). The weights' dtype is
+        used throughout (no autocast): convert the model (``model.to(torch.bfloat16)``) for bf16.
+
+        Shape: idx (B, T_new), pos (T_new,) int64, consecutive, < block_size -> logits (B, T_new, V)
+
+        Example:
+            >>> cache = model.static_cache(1)
+            >>> logits = model.decode_static(prompt, torch.arange(prompt.size(1)), cache)   # (1, T, V)
+            >>> logits = model.decode_static(next_id[:, None], torch.tensor([T]), cache)    # (1, 1, V)
+        """
+        tok_emb = self.transformer.wte(idx)  # (B, T_new, C)
+        pos_emb = self.transformer.wpe(pos)  # (T_new, C)
+        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T_new, C)
+        for block, k, v in zip(self.transformer.h, cache.k, cache.v):
+            x, _, _ = block(x, (k, v), pos=pos)  # (B, T_new, C)
+        return self._logits(self.transformer.ln_f(x))  # (B, T_new, V)
 
     def reorder_cache(self, cache: KVCache, index: Tensor) -> KVCache:
         """Select (or repeat) batch rows of a cache, e.g. the surviving beams in beam search.
