@@ -141,7 +141,9 @@ def train(
             fingerprints = None
             if config.checkpoint_dir is not None or resume not in (False, None):  # what the run trains on
                 fingerprints = run_fingerprints(train_batches, tokenizer)
-            return _train(model, train_batches, val_batches, config, dist, resume, callback, fingerprints, strict)
+            history = _train(model, train_batches, val_batches, config, dist, resume, callback, fingerprints, strict)
+        dist.barrier()  # every process is done before the process group is torn down
+        return history
     finally:
         dist.close()
 
