@@ -7,7 +7,9 @@ or text (``last_update_seconds``); the table shows the median and the slowest of
 
     python benchmarks/widgets_00_03.py [--repeats 9] [--threads 2]
 
-Goal: every update under 0.1 s on a laptop CPU, so that a slider feels immediate.
+Goal: every update under 0.1 s on a laptop CPU, so that a slider feels immediate. The widgets run their updates
+on one thread (lmlab/widgets/one_thread.py): with two, on a machine whose cores were busy, the optimizer
+explorer took 0.7 s (median) instead of 0.05 s.
 """
 
 from __future__ import annotations

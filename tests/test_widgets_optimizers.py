@@ -108,6 +108,32 @@ def test_the_optimizer_buttons_and_divergence(explorer):
     assert explorer.values["optimizer"] == "Adam"  # a bad setting changes nothing
 
 
+def test_the_slider_answers_on_one_thread_with_the_same_numbers(explorer, monkeypatch):
+    from lmlab.widgets import optimizers
+    from lmlab.widgets.one_thread import one_thread
+
+    threads_seen = []
+
+    def recording_curve(*args):
+        threads_seen.append(torch.get_num_threads())
+        return training_curve(*args)
+
+    explorer.set(optimizer="SGD", lr=1.0)
+    monkeypatch.setattr(optimizers, "training_curve", recording_curve)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        expected = training_curve(C, "SGD", 7.0, explorer.steps)  # computed on 3 threads
+        explorer.lr_slider.value = 7.0
+        assert threads_seen == [1] and torch.get_num_threads() == 3  # one thread inside, restored after
+        assert explorer.values["curve"] == expected  # exactly the same numbers
+        with pytest.raises(RuntimeError), one_thread():
+            raise RuntimeError("an update that fails")
+        assert torch.get_num_threads() == 3  # restored after an error too
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_display_has_the_widget_a_static_picture_and_a_stable_text(explorer):
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle

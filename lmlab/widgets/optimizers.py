@@ -30,6 +30,7 @@ from torch import Tensor
 
 from lmlab.viz.live import Blitter
 from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.widgets.one_thread import one_thread
 
 __all__ = ["OPTIMIZERS", "count_loss", "count_grad", "training_curve", "OptimizerExplorer", "plot_training_loop"]
 
@@ -210,8 +211,9 @@ class OptimizerExplorer:
         self.previous = self._curve
         self.optimizer, self.lr = self.optimizer_buttons.value, float(self.lr_slider.value)
         self.steps = self.steps_slider.value
-        self._curve = training_curve(self.C, self.optimizer, self.lr, self.steps)
-        self._refresh(train=False, started=t0)
+        with one_thread():  # small tensors: one thread answers faster (lmlab/widgets/one_thread.py)
+            self._curve = training_curve(self.C, self.optimizer, self.lr, self.steps)
+            self._refresh(train=False, started=t0)
 
     def _sync_controls(self) -> None:
         for control, value in ((self.optimizer_buttons, self.optimizer), (self.lr_slider, self.lr),

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from lmlab.viz.live import Blitter
 from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.widgets.one_thread import one_thread
 
 __all__ = ["validation_loss", "k_sweep", "SmoothingExplorer", "DEFAULT_KS"]
 
@@ -320,7 +321,8 @@ class SmoothingExplorer:
 
     def _on_control(self, change: dict) -> None:
         self.k, self.n_train, self.context = float(self.k_slider.value), self.size_slider.value, self.context_menu.value
-        self._refresh()
+        with one_thread():  # small tensors: one thread answers faster (lmlab/widgets/one_thread.py)
+            self._refresh()
 
     def _sync_controls(self) -> None:
         for control, value in ((self.k_slider, self.k), (self.size_slider, self.n_train),
