@@ -64,9 +64,9 @@ def test_build_student_notebook_and_manual(tmp_path):
     manual = report.solutions_manual.read_text(encoding="utf-8")
     assert report.solutions_manual == out / "teacher" / "solutions_manual.md"
     assert "return math.exp(ce_nats)" in manual  # from the notebook's solution cells
-    for title in ("q1 · bigram_probs", "q2 · cross_entropy", "q3 · perplexity", "q4 · add_k_probs"):
+    for title in ("q1 · bigram_probs", "q2 · interpolated_probs", "q3 · perplexity", "q4 · entropy_rate"):
         assert title in manual
-    assert "def add_k_probs(ids, vocab_size, k):" in manual and "**Why.**" in manual
+    assert "def entropy_rate(P):" in manual and "**Why.**" in manual
 
     # Idempotent: rebuilding (here through the CLI wiring) gives identical bytes.
     before = {p: p.read_bytes() for p in (student_path, report.solutions_manual)}

@@ -48,8 +48,8 @@ def top_k_in_place(logits, k):
     return logits
 
 
-def sgd_step_copy_after_change(params, grads, lr):
-    params -= lr * grads  # changes the caller's parameters...
+def l2_step_copy_after_change(params, grads, lr, lam):
+    params -= lr * (grads + 2 * lam * params)  # changes the caller's parameters...
     return params.clone()  # ...and returns a copy, so `result is params` does not catch it
 
 
@@ -100,7 +100,7 @@ def top_p_naive(logits, p):
 
 WRONG = {
     "mutates its input and returns it": (nb07.q1, top_k_in_place, "changed its input `logits` in place"),
-    "returns a copy after mutating": (nb02.q2, sgd_step_copy_after_change, "changed its input `params` in place"),
+    "returns a copy after mutating": (nb02.q2, l2_step_copy_after_change, "changed its input `params` in place"),
     "integer division, whole ratios": (nb10.q2, lora_integer_scale, "integer division"),
     "reseeds the global RNG": (nb09.q1, mask_tokens_reseeding, "does not come from `generator`"),
     "autograd where it is forbidden": (nb02.q1, softmax_grad_by_autograd, "torch.autograd.backward"),
@@ -118,8 +118,8 @@ def test_wrong_answer_is_rejected(kind):
 
 def test_an_input_changed_in_place_is_reported_even_when_the_values_are_right():
     params = torch.tensor([1.0, 2.0])
-    sgd_step_copy_after_change(params.clone(), torch.ones(2), 0.5)  # (a plain call: nothing checks it)
-    result = rejected(nb02.q2, sgd_step_copy_after_change, "Leave the inputs as they are")
+    l2_step_copy_after_change(params.clone(), torch.ones(2), 0.5, 0.1)  # (a plain call: nothing checks it)
+    result = rejected(nb02.q2, l2_step_copy_after_change, "Leave the inputs as they are")
     assert "input:" in result.message
 
 

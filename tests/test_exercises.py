@@ -17,7 +17,7 @@ import torch
 from lmlab.exercises import exercise_set
 from lmlab.exercises import nb01 as ex
 from lmlab.exercises.core import CheckFailed, compare_tensors, unwatched
-from lmlab.exercises.nb01 import ref_add_k_probs, ref_bigram_probs, ref_cross_entropy
+from lmlab.exercises.nb01 import ref_bigram_probs, ref_entropy_rate, ref_interpolated_probs, ref_stationary
 from exercise_helpers import fails_with, passes, solution_function
 
 
@@ -42,9 +42,9 @@ def counts_of(ids, V):
     "exercise, answer",
     [
         (ex.q1, ref_bigram_probs),
-        (ex.q2, ref_cross_entropy),
+        (ex.q2, ref_interpolated_probs),
         (ex.q3, math.exp),
-        (ex.q4, ref_add_k_probs),
+        (ex.q4, ref_entropy_rate),
     ],
 )
 def test_reference_passes(exercise, answer):
@@ -54,7 +54,7 @@ def test_reference_passes(exercise, answer):
 
 @pytest.mark.parametrize(
     "exercise, name",
-    [(ex.q1, "bigram_probs"), (ex.q2, "cross_entropy"), (ex.q3, "perplexity"), (ex.q4, "add_k_probs")],
+    [(ex.q1, "bigram_probs"), (ex.q2, "interpolated_probs"), (ex.q3, "perplexity"), (ex.q4, "entropy_rate")],
 )
 def test_worked_solution_passes(exercise, name):
     result = exercise.evaluate(solution_function(exercise, name))
@@ -125,30 +125,45 @@ def test_q1_typical_mistakes(case):
     assert "ex.q1.hint()" in result.message
 
 
-def _ce_variant(transform):
-    def fn(probs, ids):
-        seq = torch.as_tensor(ids)
-        logp = torch.log(probs[seq[:-1], seq[1:]])
-        return float(transform(logp, len(seq)))
+def _mix(bigram_of, unigram_of):
+    """An interpolation built from a bigram table and a unigram vector, both computed here."""
+    def fn(ids, V, lam):
+        return lam * bigram_of(ids, V) + (1 - lam) * unigram_of([int(i) for i in ids], V)[None, :]
 
     return fn
 
 
+def _unigram(seq, V):
+    return torch.bincount(torch.tensor(seq), minlength=V).float() / len(seq)
+
+
+def _bigram(ids, V):
+    c = counts_of(ids, V)
+    t = c.sum(1, keepdim=True)
+    return torch.where(t > 0, c / t.clamp_min(1), torch.full_like(c, 1 / V))
+
+
 Q2_WRONG = {
-    "bits": (_ce_variant(lambda lp, n: -(lp / math.log(2)).mean()), "this looks like bits"),
-    "sum": (_ce_variant(lambda lp, n: -lp.sum()), "the sum over the 8 transitions"),
-    "sign": (_ce_variant(lambda lp, n: lp.mean()), "sign is flipped"),
-    "divide-by-len": (_ce_variant(lambda lp, n: -lp.sum() / n), "divided by len(ids) = 9"),
+    "swapped": (lambda ids, V, lam: _mix(_bigram, _unigram)(ids, V, 1 - lam), "weights are swapped"),
+    "unigram-of-next": (_mix(_bigram, lambda s, V: _unigram(s[1:], V)), "counts only ids[1:]"),
+    "unigram-counts": (_mix(_bigram, lambda s, V: torch.bincount(torch.tensor(s), minlength=V).float()),
+                       "counts, not probabilities"),
+    "uniform": (_mix(_bigram, lambda s, V: torch.full((V,), 1 / V)), "uniform distribution 1/V"),
+    "nan-rows": (_mix(lambda ids, V: counts_of(ids, V) / counts_of(ids, V).sum(1, keepdim=True), _unigram), "NaN"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(Q2_WRONG))
 def test_q2_typical_mistakes(case):
     fn, expected_text = Q2_WRONG[case]
-    result = ex.q2.evaluate(fn)
-    assert not result.passed
-    assert expected_text.lower() in result.message.lower()
-    assert "expected:" in result.message and "got:" in result.message
+    result = fails_with(ex.q2, fn, expected_text, "input:", "lam=")
+    assert result.points == 0
+
+
+def test_q2_is_q1_at_lam_one_and_the_unigram_at_lam_zero():
+    ids = [0, 2, 1, 1, 2, 0, 0]
+    assert torch.allclose(ref_interpolated_probs(ids, 3, 1.0).float(), ref_bigram_probs(ids, 3))
+    assert torch.allclose(ref_interpolated_probs(ids, 3, 0.0).float(), torch.tensor([3 / 7, 2 / 7, 2 / 7]).expand(3, 3))
 
 
 @pytest.mark.parametrize(
@@ -166,27 +181,56 @@ def test_q3_typical_mistakes(fn, expected_text):
     assert expected_text in result.message
 
 
-def test_q4_mistakes_and_k_zero():
-    def plus_k_denominator(ids, V, k):
-        c = counts_of(ids, V)
-        return (c + k) / (c.sum(1, keepdim=True) + k)
+def _rows_h(P):
+    P = P.double()
+    return -(P * P.log()).sum(1)
 
-    def unsmoothed(ids, V, k):
-        return ref_bigram_probs(ids, V)
 
-    def right_but_nan_when_k_is_zero(ids, V, k):
-        c = counts_of(ids, V) + k
-        return c / c.sum(1, keepdim=True)  # k = 0: 0/0 rows are NaN, which q4 accepts
+def _power_pi(P, steps):
+    pi = torch.full((P.shape[0],), 1 / P.shape[0], dtype=torch.float64)
+    for _ in range(steps):
+        pi = pi @ P.double()
+    return pi
 
-    def wrong_only_at_k_zero(ids, V, k):
-        if k == 0:
-            return torch.full((V, V), 1.0 / V)
-        return ref_add_k_probs(ids, V, k)
 
-    fails_with(ex.q4, plus_k_denominator, "add k * V")
-    fails_with(ex.q4, unsmoothed, "unsmoothed MLE table")
-    assert ex.q4.evaluate(right_but_nan_when_k_is_zero).passed
-    fails_with(ex.q4, wrong_only_at_k_zero, "With k = 0", "k=0")
+Q4_WRONG = {
+    "equal-weights": (lambda P: _rows_h(P).mean().item(), "equal weights"),
+    "one-step": (lambda P: (_power_pi(P, 1) * _rows_h(P)).sum().item(), "ONE step"),
+    "entropy-of-pi": (lambda P: -(_power_pi(P, 500) * _power_pi(P, 500).log()).sum().item(), "entropy of pi itself"),
+    "bits": (lambda P: (_power_pi(P, 500) * _rows_h(P)).sum().item() / math.log(2), "bits"),
+    "sign": (lambda P: -(_power_pi(P, 500) * _rows_h(P)).sum().item(), "sign is flipped"),
+    "columns": (lambda P: (_power_pi(P, 500) * _rows_h(P.T)).sum().item(), "Rows and columns are swapped"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(Q4_WRONG))
+def test_q4_typical_mistakes(case):
+    fn, expected_text = Q4_WRONG[case]
+    fails_with(ex.q4, fn, expected_text, "input:")
+
+
+def test_q4_reference_is_the_markov_sources_entropy_rate():
+    from lmlab.data import MarkovSource
+
+    src = MarkovSource("abcde", order=1, seed=3)
+    assert ref_entropy_rate(src.transition_matrix) == pytest.approx(src.entropy_rate(), rel=1e-9)
+    pi = ref_stationary(src.transition_matrix)
+    assert torch.allclose(pi, src.stationary, atol=1e-10)
+    two = torch.tensor([[0.9, 0.1], [0.5, 0.5]])
+    assert ref_stationary(two).tolist() == pytest.approx([5 / 6, 1 / 6])
+
+
+def test_q4_calling_the_sources_method_earns_nothing():
+    from lmlab.data import MarkovSource
+
+    def entropy_rate(P):
+        src = MarkovSource("ab", order=1)
+        src.transition_matrix = P.double()
+        src.stationary = src._stationary()
+        return src.entropy_rate()
+
+    result = ex.q4.evaluate(entropy_rate)
+    assert not result.passed and "MarkovSource.entropy_rate" in result.message
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,14 +303,14 @@ def test_wrong_return_values(fn, expected_text):
         (None, "returned None"),
     ],
 )
-def test_q2_wrong_return_types(value, expected_text):
-    result = ex.q2.evaluate(lambda probs, ids: value)
+def test_q4_wrong_return_types(value, expected_text):
+    result = ex.q4.evaluate(lambda P: value)
     assert not result.passed
     assert expected_text in result.message
 
 
-def test_q2_accepts_a_zero_dim_tensor():
-    passes(ex.q2, lambda probs, ids: torch.tensor(ref_cross_entropy(probs, ids)))
+def test_q4_accepts_a_zero_dim_tensor():
+    passes(ex.q4, lambda P: torch.tensor(ref_entropy_rate(P)))
 
 
 def test_a_hanging_function_is_stopped_after_the_time_limit():
@@ -345,15 +389,15 @@ def test_hint_ladder(capsys):
 def test_solution_shows_code_and_explanation(capsys):
     ex.q4.solution()
     out = capsys.readouterr().out
-    assert out.startswith("Worked solution for q4: add_k_probs(ids, vocab_size, k)")
-    assert "    def add_k_probs(ids, vocab_size, k):" in out
-    assert "\nWhy: MLE gives probability 0" in out
+    assert out.startswith("Worked solution for q4: entropy_rate(P)")
+    assert "    def entropy_rate(P):" in out
+    assert "\nWhy: The entropy rate is the average uncertainty" in out
 
 
 def test_progress(capsys):
     with unwatched():
         ex.q1.check(ref_bigram_probs)
-    ex.q2.check(lambda probs, ids: 0.0)
+    ex.q2.check(lambda ids, V, lam: torch.zeros(V, V))
     capsys.readouterr()
     ex.progress()
     out = capsys.readouterr().out

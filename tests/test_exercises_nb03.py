@@ -1,5 +1,5 @@
 """Exercises of notebook 03 (lmlab.exercises.nb03): references and worked solutions pass, typical wrong
-answers of `merge` and `get_stats` fail with a specific message."""
+answers of `merge`, `wordpiece_scores` and `bpe_encode` fail with a specific message."""
 
 from __future__ import annotations
 
@@ -7,19 +7,33 @@ import pytest
 
 from lmlab.exercises import exercise_set
 from lmlab.exercises import nb03 as ex
-from exercise_helpers import fails_with, passes
+from exercise_helpers import fails_with, passes, solution_function
 
 
-@pytest.mark.parametrize("exercise, answer", [(ex.q1, ex.ref_merge), (ex.q2, ex.ref_get_stats)])
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ex.ref_merge), (ex.q2, ex.ref_wordpiece_scores),
+                                              (ex.q3, ex.ref_bpe_encode)])
 def test_reference_passes(exercise, answer):
     passes(exercise, answer)
 
 
-def test_counter_solution_passes():
-    from collections import Counter
+@pytest.mark.parametrize("exercise, name", [(ex.q1, "merge"), (ex.q2, "wordpiece_scores"), (ex.q3, "bpe_encode")])
+def test_worked_solution_passes(exercise, name):
+    assert exercise.evaluate(solution_function(exercise, name)).passed
 
-    assert ex.q2.evaluate(lambda ids: dict(Counter(zip(ids, ids[1:])))).passed
-    assert ex.q2.evaluate(lambda ids: Counter(zip(ids, ids[1:]))).passed
+
+def test_wordpiece_prefers_parts_that_stick_together():
+    scores = ex.ref_wordpiece_scores([5, 6, 5, 6, 7, 8, 8, 8, 7, 8])
+    assert scores[(5, 6)] > scores[(8, 8)]  # (8, 8) occurs twice as often, but 8 is everywhere
+    assert scores[(8, 8)] == pytest.approx(2 / 16)
+
+
+def test_bpe_encode_reference_is_the_tokenizers_encoding():
+    from lmlab.tokenizers import BPETokenizer
+
+    text = "the cat sat on the mat. the cat ate the hat."
+    tok = BPETokenizer(pattern=None).train(text, vocab_size=256 + 15, pattern=None)
+    for s in ["the cat", "a hat on a mat", "café"]:
+        assert ex.ref_bpe_encode(s, tok.merges) == tok.encode(s)
 
 
 def test_registered():
@@ -90,29 +104,54 @@ def test_merge_wrong_answers(fn, fragment):
 
 
 # ---------------------------------------------------------------------------------------------------
-# q2 get_stats: typical wrong answers
+# q2 wordpiece_scores and q3 bpe_encode: typical wrong answers
 
 
-def stats_from(pairs_of):
-    def get_stats(ids):
-        counts = {}
-        for pair in pairs_of(list(ids)):
-            counts[pair] = counts.get(pair, 0) + 1
-        return counts
+def scores_from(value):
+    """A wrong score: value(pair count, count of a, count of b, n) for each adjacent pair."""
+    from collections import Counter
 
-    return get_stats
+    def wordpiece_scores(ids):
+        pairs, singles = Counter(zip(ids, ids[1:])), Counter(ids)
+        return {(a, b): value(c, singles[a], singles[b], len(ids)) for (a, b), c in pairs.items()}
+
+    return wordpiece_scores
 
 
 @pytest.mark.parametrize(
     "fn, fragment",
     [
-        (stats_from(lambda s: [(s[i], s[i + 1]) for i in range(len(s) - 2)]), "last pair (ids[-2], ids[-1]) is missing"),
-        (stats_from(lambda s: [(s[i], s[i + 1]) for i in range(1, len(s) - 1)]), "first pair (ids[0], ids[1]) is missing"),
-        (stats_from(lambda s: [(s[i - 1], s[i]) for i in range(len(s))] if len(s) > 1 else []), "wrap-around"),
-        (lambda ids: {p: 1 for p in zip(ids, ids[1:])}, "Every pair has count 1"),
+        (scores_from(lambda c, ca, cb, n: float(c)), "BPE's pair counts"),
+        (scores_from(lambda c, ca, cb, n: c / ca), "divided by count(a) only"),
+        (scores_from(lambda c, ca, cb, n: c / (ca + cb)), "count(a) + count(b)"),
+        (scores_from(lambda c, ca, cb, n: ca * cb / c), "upside down"),
         (lambda ids: list(zip(ids, ids[1:])), "should return a dict"),
         (lambda ids: None, "Did you forget `return`"),
     ],
 )
-def test_get_stats_wrong_answers(fn, fragment):
+def test_wordpiece_wrong_answers(fn, fragment):
     fails_with(ex.q2, fn, fragment)
+
+
+def encode_with(start, order):
+    def bpe_encode(text, merges):
+        ids = start(text)
+        for pair, new_id in order(merges):
+            ids = ex.ref_merge(ids, pair, new_id)
+        return ids
+
+    return bpe_encode
+
+
+@pytest.mark.parametrize(
+    "fn, fragment",
+    [
+        (encode_with(lambda t: list(t.encode()), lambda m: list(reversed(m))), "reverse order"),
+        (encode_with(lambda t: [ord(c) for c in t], lambda m: m), "UTF-8 bytes"),
+        (encode_with(lambda t: list(t.encode()), lambda m: m[:1]), "Only the first merge"),
+        (encode_with(lambda t: list(t.encode()), lambda m: []), "no merge applied"),
+        (lambda text, merges: [bytes([b]) for b in text.encode()], "should return a list of ints"),
+    ],
+)
+def test_bpe_encode_wrong_answers(fn, fragment):
+    fails_with(ex.q3, fn, fragment)

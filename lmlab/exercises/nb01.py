@@ -16,11 +16,13 @@ references below, written with plain torch; V is the vocabulary size):
 - q1 ``bigram_probs(ids: list[int] | LongTensor, vocab_size: int) -> Tensor (V, V)``:
   ``P[a, b] = count(a -> b) / count(a -> ·)``; a row whose context `a` is never followed by anything is
   uniform, ``1 / V``.
-- q2 ``cross_entropy(probs: Tensor (V, V), ids: list[int] | LongTensor) -> float``: the average negative
-  log-likelihood, in nats, of the ``len(ids) - 1`` transitions of `ids` under `probs`.
+- q2 ``interpolated_probs(ids, vocab_size: int, lam: float) -> Tensor (V, V)``: linear interpolation of the
+  bigram table with the unigram distribution, ``lam * P_bigram[a, b] + (1 - lam) * p_unigram[b]``, where
+  ``P_bigram`` is q1's table and ``p_unigram[b] = count(b) / len(ids)`` counts every token of ``ids``.
 - q3 ``perplexity(ce_nats: float) -> float``: ``exp(ce_nats)``.
-- q4 ``add_k_probs(ids, vocab_size: int, k: float) -> Tensor (V, V)``: add-k smoothing,
-  ``(count(a -> b) + k) / (count(a -> ·) + k V)``.
+- q4 ``entropy_rate(P: Tensor (V, V)) -> float``: the entropy rate, in nats per token, of the Markov chain with
+  transition table ``P`` (all entries > 0): ``sum_a pi(a) sum_b -P[a, b] ln P[a, b]`` with ``pi`` the
+  stationary distribution (``pi P = pi``, ``sum pi = 1``).
 
 Tolerances: rtol 1e-4 for float32 probabilities and losses.
 """
@@ -46,21 +48,22 @@ from lmlab.exercises.core import (
 )
 
 from lmlab.exercises.nb01_tables import (
+    as_ids,
     bigram_counts,
     check_table_type,
     count_table,
-    diagnose_add_k,
     diagnose_probs,
-    ref_add_k_probs,
     ref_bigram_probs,
-    ref_cross_entropy,
+    ref_entropy_rate,
+    ref_interpolated_probs,
+    ref_stationary,
     show_ids,
     tables_close,
     transitions,
 )
 
-__all__ = ["q1", "q2", "q3", "q4", "EXERCISES", "progress", "ref_bigram_probs", "ref_cross_entropy",
-           "ref_add_k_probs", "bigram_counts"]
+__all__ = ["q1", "q2", "q3", "q4", "EXERCISES", "progress", "ref_bigram_probs", "ref_interpolated_probs",
+           "ref_stationary", "ref_entropy_rate", "bigram_counts"]
 
 RTOL, ATOL = 1e-4, 1e-6
 
@@ -144,96 +147,105 @@ def bigram_probs(ids, vocab_size):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 cross_entropy
+# q2 interpolated_probs
 
-
-def _softmax_table(V: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.softmax(torch.randn(V, V, generator=g), dim=1)  # (V, V), rows sum to 1
-
-
-_Q2_CASES: list[tuple[torch.Tensor, Any]] = [
-    (_softmax_table(4, 0), [0, 1, 2, 3, 3, 1, 0, 2, 1]),  # 8 transitions
-    (_softmax_table(3, 1), torch.tensor([2, 2, 0, 1, 0])),  # a LongTensor, 4 transitions
-    (torch.full((4, 4), 0.25), [3, 0, 2, 1, 1, 2]),  # uniform table: the answer is ln 4
-    (_softmax_table(5, 2), [4, 1]),  # a single transition
+_Q2_CASES: list[tuple[Any, int, float]] = [
+    ([0, 1, 2, 0, 1, 1], 3, 0.5),
+    ([0, 1, 0, 1, 0], 4, 0.7),  # tokens 2 and 3 never appear: their columns get 0 from the unigram too
+    ([2, 0, 0, 1, 3, 0], 4, 0.25),  # 3 is followed by 0 once; the unigram of 0 is 3/6
+    (torch.randint(0, 5, (40,), generator=torch.Generator().manual_seed(3)), 5, 0.9),
+    ([1, 2, 1, 0, 2, 2, 1], 3, 1.0),  # lam = 1: q1's table
+    ([1, 2, 1, 0, 2, 2, 1], 3, 0.0),  # lam = 0: every row is the unigram distribution
 ]
 
 
-def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, Any]]:
+def _q2_hidden(rng: random.Random) -> list[tuple[Any, int, float]]:
     cases = []
     for _ in range(3):
-        V = rng.randint(2, 6)
-        ids = [rng.randrange(V) for _ in range(rng.randint(2, 30))]
-        cases.append((_softmax_table(V, rng.randrange(2**31)), torch.tensor(ids) if rng.random() < 0.5 else ids))
+        V = rng.randint(3, 7)
+        cases.append((_random_ids(rng, V, rng.randint(5, 40), rng.random() < 0.5), V, rng.choice([0.2, 0.55, 0.85])))
     return cases
 
 
-def _check_cross_entropy(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, Any]]) -> None:
-    for probs, ids in cases:
-        n = len(ids) - 1  # transitions
-        table = "uniform 1/4" if bool((probs == 0.25).all()) else f"a {tuple(probs.shape)} table"
-        shown = f"probs={table}, ids={show_ids(ids)}"
+def _diagnose_interpolated(got64: torch.Tensor, ids: Any, V: int, lam: float, fail: Any) -> None:
+    bigram = ref_bigram_probs(ids, V).double()
+    seq = as_ids(ids)
+    counts = torch.bincount(torch.tensor(seq), minlength=V).double()
+    if 0 < lam < 1 and tables_close(got64, ref_interpolated_probs(ids, V, 1 - lam)):
+        raise fail("The weights are swapped: lam multiplies the bigram table and (1 - lam) the unigram "
+                   "distribution, so that lam = 1 gives back q1's table.")
+    for name, part in (("ids[1:]", counts - torch.bincount(torch.tensor(seq[:1]), minlength=V)),
+                       ("ids[:-1]", counts - torch.bincount(torch.tensor(seq[-1:]), minlength=V))):
+        if lam < 1 and tables_close(got64, lam * bigram + (1 - lam) * part / part.sum()):
+            raise fail(f"Your unigram distribution counts only {name}; the question counts every token of ids: "
+                       f"p_unigram[b] = count(b) / len(ids).")
+    if lam < 1 and tables_close(got64, lam * bigram + (1 - lam) * counts):
+        raise fail("The unigram part is counts, not probabilities: divide by len(ids) so that it sums to 1 "
+                   "(then every row of the result sums to 1).")
+    if lam < 1 and tables_close(got64, lam * bigram + (1 - lam) / V):
+        raise fail("This mixes the bigram table with the uniform distribution 1/V. Interpolation here uses the "
+                   "unigram distribution, count(b) / len(ids): frequent tokens get more.")
+    if torch.isnan(got64).any():
+        raise fail("Your table contains NaN: a row of the bigram table with no data is 0/0. Make such rows "
+                   "uniform (as in q1) before mixing.")
+
+
+def _check_interpolated_probs(fn: Any, timeout: float, cases: list[tuple[Any, int, float]]) -> None:
+    for ids, V, lam in cases:
+        shown = f"ids={show_ids(ids)}, vocab_size={V}, lam={lam:g}"
         arg = ids.clone() if isinstance(ids, torch.Tensor) else list(ids)
-        got = as_number(call_safely(fn, probs.clone(), arg, timeout=timeout, show_input=shown),
-                        "cross_entropy", show_input=shown)
-        expected = ref_cross_entropy(probs, ids)
-        if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
+        got = call_safely(fn, arg, V, lam, timeout=timeout, show_input=shown)
+        got64 = check_table_type(got, V, "interpolated_probs", shown)
+        expected = ref_interpolated_probs(ids, V, lam)
+        if tables_close(got64, expected):
             continue
-        near = number_near(got, rtol=RTOL, atol=ATOL)
-        fail = CheckFailed.at(input=shown, expected=expected, got=got)
-        if near(expected / math.log(2)):
-            raise fail("This looks like bits (log base 2); the question asks for nats: use the natural log, "
-                       "torch.log (bits = nats / ln 2).")
-        if near(expected / math.log(10)):
-            raise fail("This looks like log base 10; the question asks for nats: use the natural log, torch.log.")
-        if near(-expected):
-            raise fail("The sign is flipped: cross-entropy is the NEGATIVE mean log-probability "
-                       "(log-probabilities are <= 0, so the loss is >= 0).")
-        if n > 1 and near(expected * n):
-            raise fail(f"This is the sum over the {n} transitions; the question asks for the mean "
-                       f"(divide by the number of transitions, len(ids) - 1 = {n}).")
-        if n > 1 and near(-expected * n):
-            raise fail("This is the sum of log-probabilities: negate it and divide by the number of transitions.")
-        if near(expected * n / (n + 1)):
-            raise fail(f"You divided by len(ids) = {n + 1}, but a sequence of {n + 1} tokens has only "
-                       f"{n} transitions: divide by len(ids) - 1.")
-        if n > 1 and near(expected * n / (n - 1)):
-            raise fail(f"You divided by {n - 1}, but there are {n} transitions (len(ids) - 1).")
-        compare_numbers(expected, got, rtol=RTOL, atol=ATOL, name="Your cross-entropy", show_input=shown)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        with diagnosing():
+            _diagnose_interpolated(got64, ids, V, lam, fail)
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `interpolated_probs`",
+                        show_input=shown)
 
 
 q2 = Exercise(
     name="q2",
-    title="cross_entropy(probs, ids)",
+    title="interpolated_probs(ids, vocab_size, lam)",
     points=2,
     prompt=(
-        "Write `cross_entropy(probs, ids)` that returns, as a float, the average negative log-likelihood in "
-        "nats (natural log) of the transitions of `ids` under the bigram table `probs` (shape (V, V), rows "
-        "sum to 1): -(1 / (n - 1)) * sum over t of ln probs[ids[t], ids[t + 1]], for the n - 1 transitions "
-        "of a sequence of n tokens."
+        "Add-k smoothing (section 5) gives every unseen pair the same small probability. Interpolation gives "
+        "it what a simpler model predicts instead. Write `interpolated_probs(ids, vocab_size, lam)` that returns "
+        "a float tensor of shape (V, V): P[a, b] = lam * P_bigram[a, b] + (1 - lam) * p_unigram[b], where "
+        "P_bigram is the MLE bigram table of q1 (rows with no data uniform) and p_unigram[b] = count(b) / "
+        "len(ids) counts every token of `ids`. `lam` is between 0 and 1; every row must sum to 1."
     ),
-    checker=_check_cross_entropy,
+    checker=_check_interpolated_probs,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
+    forbidden=("lmlab.models.ngram.NGramLM.fit", "lmlab.exercises.nb01_tables.ref_interpolated_probs"),
     hints=[
-        "Each transition a -> b has probability probs[a, b] under the model. Take the log of each, average, "
-        "and put a minus sign in front.",
-        "Index all transitions at once: ids = torch.as_tensor(ids); p = probs[ids[:-1], ids[1:]] is a vector "
-        "of len(ids) - 1 probabilities.",
-        "return -torch.log(probs[ids[:-1], ids[1:]]).mean().item()  (torch.log is the natural log: nats).",
+        "Two tables, then a weighted sum. The bigram table is q1's answer; the unigram distribution is one "
+        "vector of V probabilities, the same for every context a.",
+        "unigram = torch.bincount(torch.as_tensor(ids), minlength=vocab_size) / len(ids) has shape (V,). Adding "
+        "a (V,) vector to a (V, V) table adds it to every row (broadcasting).",
+        "return lam * bigram + (1 - lam) * unigram[None, :]  — each row is a mixture of two distributions, so it "
+        "still sums to 1.",
     ],
     solution_code='''\
-def cross_entropy(probs, ids):
+def interpolated_probs(ids, vocab_size, lam):
     ids = torch.as_tensor(ids)
-    p = probs[ids[:-1], ids[1:]]            # (n - 1,) probability of each transition
-    return -torch.log(p).mean().item()      # nats: natural log
+    counts = torch.zeros(vocab_size, vocab_size)                     # (V, V) bigram counts
+    counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1), accumulate=True)
+    totals = counts.sum(dim=1, keepdim=True)                         # (V, 1)
+    bigram = torch.where(totals > 0, counts / totals.clamp_min(1), torch.full_like(counts, 1 / vocab_size))
+    unigram = torch.bincount(ids, minlength=vocab_size) / len(ids)   # (V,) every token counted once
+    return lam * bigram + (1 - lam) * unigram[None, :]               # (V, V): each row a mixture
 ''',
     explanation=(
-        "The likelihood of the sequence (given its first token) is the product of its transition "
-        "probabilities; its log is a sum, and dividing by the number of transitions gives a per-token number "
-        "that does not grow with the length of the text. The minus sign makes it a loss to minimise "
-        "(>= 0). With the natural log the unit is nats; dividing by ln 2 gives bits."
+        "A mixture of two distributions is a distribution: lam * (a row summing to 1) + (1 - lam) * (a vector "
+        "summing to 1) sums to lam + 1 - lam = 1. Where the bigram saw nothing (a pair never seen), the unigram "
+        "still gives the next token its overall frequency, so common tokens stay likely after any context, "
+        "which add-k cannot do: it gives every unseen pair the same k / (c(a) + kV). This is Jelinek-Mercer "
+        "interpolation; in practice lam is chosen on validation text (like k), and with more levels (trigram, "
+        "bigram, unigram) the weights can depend on how often the context was seen."
     ),
 )
 
@@ -304,84 +316,118 @@ def perplexity(ce_nats):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q4 add_k_probs
+# q4 entropy_rate
 
-_Q4_CASES: list[tuple[Any, int, float]] = [
-    ([0, 1, 2, 0, 1, 1], 3, 1.0),
-    ([0, 1, 0, 1, 0], 4, 0.5),  # unseen rows become uniform by themselves
-    (torch.randint(0, 5, (40,), generator=torch.Generator().manual_seed(3)), 5, 0.1),
-    ([2, 0, 0, 1, 3], 4, 0.0),  # k = 0 is plain MLE on the rows that have data
+
+def _chain(V: int, seed: int, concentration: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = (-torch.log(torch.rand(V, V, generator=g, dtype=torch.float64))) ** (1 / concentration)  # (V, V) > 0
+    return x / x.sum(dim=1, keepdim=True)
+
+
+_Q4_CASES: list[torch.Tensor] = [
+    torch.tensor([[0.9, 0.1], [0.5, 0.5]], dtype=torch.float64),  # pi = (5/6, 1/6): not uniform
+    torch.full((4, 4), 0.25, dtype=torch.float64),  # every row uniform: ln 4
+    _chain(3, 0),
+    _chain(5, 1, concentration=0.3),  # peaked rows, a far from uniform pi
+    _chain(4, 2).float(),  # float32 input
 ]
 
 
-def _q4_hidden(rng: random.Random) -> list[tuple[Any, int, float]]:
-    cases = []
-    for _ in range(3):
-        V = rng.randint(3, 7)
-        cases.append((_random_ids(rng, V, rng.randint(5, 40), rng.random() < 0.5), V, rng.choice([0.05, 0.3, 0.7, 1.5])))
-    return cases
+def _q4_hidden(rng: random.Random) -> list[torch.Tensor]:
+    return [_chain(rng.randint(2, 7), rng.randrange(2**31), rng.choice([0.3, 1.0, 3.0])) for _ in range(3)]
 
 
-def _check_add_k_probs(fn: Any, timeout: float, cases: list[tuple[Any, int, float]]) -> None:
-    for ids, V, k in cases:
-        shown = f"ids={show_ids(ids)}, vocab_size={V}, k={k:g}"
-        arg = ids.clone() if isinstance(ids, torch.Tensor) else list(ids)
-        got = call_safely(fn, arg, V, k, timeout=timeout, show_input=shown)
-        got64 = check_table_type(got, V, "add_k_probs", shown)
-        expected = ref_add_k_probs(ids, V, k)
-        counts = count_table(transitions(ids), V).double()
-        seen = counts.sum(dim=1) > 0
-        if k == 0:
-            # 0/0 rows are undefined with k = 0: only the rows with data must match plain MLE.
-            if tables_close(got64[seen], expected[seen].double()):
-                continue
-            raise CheckFailed(
-                "With k = 0, add-k smoothing is plain maximum likelihood: on the rows that have data it must "
-                "equal bigram_probs (q1). (Rows with no data are 0/0 here; any value is accepted.)",
-                input=shown, expected=expected, got=got.float(),
-            )
-        if tables_close(got64, expected):
+def _row_entropies(P: torch.Tensor) -> torch.Tensor:
+    return -(P * P.log()).sum(dim=1)  # (V,) entropy of each row in nats
+
+
+def _diagnose_entropy_rate(got: float, P: torch.Tensor, expected: float, fail: Any) -> None:
+    near = number_near(got, rtol=1e-4, atol=1e-6)
+    H_rows, pi = _row_entropies(P), ref_stationary(P)
+    if near(expected / math.log(2)):
+        raise fail("This looks like bits (log base 2); the question asks for nats: use the natural log.")
+    if near(-expected):
+        raise fail("The sign is flipped: an entropy is -sum p ln p, which is >= 0.")
+    if near(H_rows.mean()):
+        raise fail("You averaged the rows' entropies with equal weights. Weight row a by pi(a), how often the "
+                   "chain is in state a: the stationary distribution, with pi P = pi.")
+    one_step = P.sum(dim=0) / P.shape[0]  # pi after one step from uniform: a start, not the answer
+    if near((one_step * H_rows).sum()):
+        raise fail("Your pi is the distribution after ONE step from the uniform start (the column means). The "
+                   "stationary distribution is where repeated steps end: repeat pi = pi @ P until it stops "
+                   "changing, or solve pi P = pi.")
+    if near(-(pi * pi.log()).sum()):
+        raise fail("This is the entropy of pi itself, H(pi). The entropy RATE is the uncertainty of the NEXT "
+                   "token given the current one: sum_a pi(a) * H(P[a]), the row entropies weighted by pi.")
+    right = _row_entropies(P.T)  # columns taken as rows
+    if near((ref_stationary(P.T / P.T.sum(1, keepdim=True)) * right).sum()) or near((pi * right).sum()):
+        raise fail("Rows and columns are swapped: P[a, b] = p(b | a), so row a is the distribution after a; "
+                   "its entropy is -(P[a] * P[a].log()).sum().")
+
+
+def _check_entropy_rate(fn: Any, timeout: float, cases: list[torch.Tensor]) -> None:
+    for P in cases:
+        V = P.shape[0]
+        shown = f"P = a ({V}, {V}) {str(P.dtype).replace('torch.', '')} table: {[[round(x, 4) for x in r] for r in P.tolist()]}"
+        got = as_number(call_safely(fn, P.clone(), timeout=timeout, show_input=shown), "entropy_rate",
+                        show_input=shown)
+        expected = ref_entropy_rate(P)
+        if math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-6):
             continue
-        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
         with diagnosing():
-            diagnose_add_k(got64, counts, k, V, fail)
-            diagnose_probs(got64, expected, ids, V, "add_k_probs", shown)
-        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `add_k_probs`", show_input=shown)
+            _diagnose_entropy_rate(got, P.double(), expected, fail)
+        compare_numbers(expected, got, rtol=1e-4, atol=1e-6, name="Your entropy rate", show_input=shown)
 
 
 q4 = Exercise(
     name="q4",
-    title="add_k_probs(ids, vocab_size, k)",
+    title="entropy_rate(P)",
     points=2,
     prompt=(
-        "Write `add_k_probs(ids, vocab_size, k)` that returns the add-k smoothed bigram table, a float tensor "
-        "of shape (V, V): P[a, b] = (count(a -> b) + k) / (count(a -> ·) + k V). Pretend every pair was seen "
-        "k extra times. With k = 0 it must equal bigram_probs on the rows that have data."
+        "Section 3 used `src.entropy_rate()`, the floor no model beats in expectation. Compute it yourself from "
+        "the transition table alone. Write `entropy_rate(P)` that returns, as a float in nats, the entropy rate "
+        "of the Markov chain with transition table P (shape (V, V), P[a, b] = p(b | a), every entry > 0): "
+        "H = sum over a of pi(a) * sum over b of -P[a, b] ln P[a, b], where pi is the stationary distribution: "
+        "the probability vector with pi P = pi (how often, in the long run, the chain is in state a)."
     ),
-    checker=_check_add_k_probs,
+    checker=_check_entropy_rate,
     cases=_Q4_CASES,
     hidden=_q4_hidden,
-    forbidden=("lmlab.models.ngram.NGramLM.fit",),
+    forbidden=("lmlab.data.synthetic.MarkovSource.entropy_rate", "lmlab.exercises.nb01_tables.ref_entropy_rate",
+               "lmlab.exercises.nb01_tables.ref_stationary"),
     hints=[
-        "Start from the same count table as in q1. Smoothing changes the counts, not the way you normalize.",
-        "Add k to every entry of the count table (all V * V of them, seen or not), then divide each row by its "
-        "new total.",
-        "counts = counts + k; return counts / counts.sum(dim=1, keepdim=True)  — the row total is then the old "
-        "total + k * V.",
+        "Two parts: the entropy of each row (a vector of V numbers), and the weights pi. The entropy of row a is "
+        "-(P[a] * P[a].log()).sum(); all rows at once: -(P * P.log()).sum(dim=1).",
+        "pi is a fixed point: start from the uniform vector and apply pi = pi @ P (one step of the chain) until it "
+        "stops changing; a few hundred steps are plenty here. (Or: pi is the left eigenvector of P for "
+        "eigenvalue 1.) Work in float64.",
+        "P = P.double(); pi = torch.full((V,), 1 / V, dtype=torch.float64); repeat pi = pi @ P; pi = pi / pi.sum(); "
+        "then "
+        "return (pi * -(P * P.log()).sum(dim=1)).sum().item()",
     ],
     solution_code='''\
-def add_k_probs(ids, vocab_size, k):
-    ids = torch.as_tensor(ids)
-    counts = torch.zeros(vocab_size, vocab_size)                     # (V, V)
-    counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1), accumulate=True)
-    smoothed = counts + k                                            # (V, V)
-    return smoothed / smoothed.sum(dim=1, keepdim=True)              # row total: count(a -> ·) + k V
+def entropy_rate(P):
+    P = P.double()
+    V = P.shape[0]
+    pi = torch.full((V,), 1.0 / V, dtype=torch.float64)   # any start works: the chain forgets it
+    for _ in range(10_000):
+        new = pi @ P                                      # one step of the chain
+        new = new / new.sum()                             # keep it a distribution (rounding)
+        if (new - pi).abs().sum() < 1e-14:
+            break
+        pi = new
+    row_entropy = -(P * P.log()).sum(dim=1)               # (V,) H(next | current = a)
+    return (pi * row_entropy).sum().item()                # nats per token
 ''',
     explanation=(
-        "MLE gives probability 0 to every pair it has not seen, so any new text containing one has infinite "
-        "cross-entropy. Adding k pseudo-counts to every cell keeps all probabilities positive. Each row gets k "
-        "added V times, so its total grows by k V, which keeps rows summing to 1. Rows with no data become "
-        "uniform automatically. k = 1 is Laplace smoothing; smaller k trusts the data more, and k = 0 is MLE."
+        "The entropy rate is the average uncertainty of the next token given the current one. Given a, the "
+        "next token is drawn from row a, with entropy H(P[a]); in a long text the chain is in state a a share "
+        "pi(a) of the time, so the average is sum_a pi(a) H(P[a]). pi is the stationary distribution: if the "
+        "current token has distribution pi, so does the next one, pi P = pi. Repeating pi <- pi P converges to "
+        "it from any start when every entry of P is positive (the Perron-Frobenius theorem). Averaging the rows "
+        "with equal weights is a common mistake: rows of frequent states count more."
     ),
 )
 

@@ -16,8 +16,8 @@ from lmlab.exercises.core import CheckFailed
 from lmlab.exercises.describe import type_name
 
 __all__ = ["as_ids", "transitions", "count_table", "bigram_counts", "normalize_rows", "ref_bigram_probs",
-           "ref_cross_entropy", "ref_add_k_probs", "show_ids", "tables_close", "check_table_type", "diagnose_probs",
-           "diagnose_add_k"]
+           "ref_interpolated_probs", "ref_stationary", "ref_entropy_rate", "show_ids", "tables_close",
+           "check_table_type", "diagnose_probs"]
 
 RTOL = 1e-4
 
@@ -59,16 +59,26 @@ def ref_bigram_probs(ids: Any, vocab_size: int) -> torch.Tensor:
     return normalize_rows(count_table(transitions(ids), vocab_size))
 
 
-def ref_cross_entropy(probs: torch.Tensor, ids: Any) -> float:
-    """Reference for q2: mean over transitions of -ln probs[a, b]."""
+def ref_interpolated_probs(ids: Any, vocab_size: int, lam: float) -> torch.Tensor:
+    """Reference for q2: lam * bigram MLE + (1 - lam) * unigram (count(b) / len(ids)). Shape: (V, V)"""
     seq = torch.as_tensor(as_ids(ids))
-    return float(-torch.log(probs[seq[:-1], seq[1:]].double()).mean())
+    unigram = torch.bincount(seq, minlength=vocab_size).double() / len(seq)  # (V,)
+    return lam * ref_bigram_probs(ids, vocab_size).double() + (1 - lam) * unigram[None, :]
 
 
-def ref_add_k_probs(ids: Any, vocab_size: int, k: float) -> torch.Tensor:
-    """Reference for q4."""
-    counts = count_table(transitions(ids), vocab_size)  # (V, V)
-    return (counts + k) / (counts.sum(dim=1, keepdim=True) + k * vocab_size)
+def ref_stationary(P: torch.Tensor) -> torch.Tensor:
+    """The stationary distribution pi (pi P = pi, sum 1) of a transition table with positive entries:
+    the left eigenvector of P for eigenvalue 1, normalized. Shape: (V, V) -> (V,) float64"""
+    P = P.double()
+    values, vectors = torch.linalg.eig(P.T)  # right eigenvectors of P.T are left eigenvectors of P
+    pi = vectors[:, int((values - 1).abs().argmin())].real
+    return pi / pi.sum()
+
+
+def ref_entropy_rate(P: torch.Tensor) -> float:
+    """Reference for q4: sum_a pi(a) H(P[a]) in nats."""
+    P = P.double()
+    return float((ref_stationary(P) * -(P * P.log()).sum(dim=1)).sum())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -181,19 +191,3 @@ def diagnose_probs(got: torch.Tensor, expected: torch.Tensor, ids: Any, V: int, 
         a = int((row_sums - 1).abs().argmax())
         raise fail(f"Every row of the table should sum to 1 (it is a distribution over the next token), "
                    f"but row {a} sums to {float(row_sums[a]):.4g}.")
-
-
-def diagnose_add_k(got64: torch.Tensor, counts: torch.Tensor, k: float, V: int, fail: Any) -> None:
-    """The typical mistakes of add-k smoothing (counts: the (V, V) count table)."""
-    totals = counts.sum(dim=1, keepdim=True)
-    if tables_close(got64, (counts + k) / (totals + k)):
-        raise fail("The denominator adds k, but k was added to each of the V entries of the row: add k * V "
-                   "(vocab_size * k) so that each row still sums to 1.")
-    if tables_close(got64, counts + k):
-        raise fail("These are the smoothed counts, count + k; divide each row by its total, "
-                   "row total + k * V, to get probabilities.")
-    if tables_close(got64, normalize_rows(counts)):
-        raise fail("This is the unsmoothed MLE table (q1): add k to every count before normalizing.")
-    if tables_close(got64, (counts + k) / (counts.sum(dim=0, keepdim=True) + k * V)):
-        raise fail("Your columns sum to 1 instead of your rows: divide by the ROW totals, "
-                   "counts.sum(dim=1, keepdim=True) + k * V.")

@@ -1,4 +1,4 @@
-"""Exercises for notebook 02, "Gradient descent": the gradient of the cross-entropy and one SGD step.
+"""Exercises for notebook 02, "Gradient descent": the gradient of the cross-entropy, an L2 step, momentum.
 
 In the notebook::
 
@@ -15,8 +15,12 @@ The functions the learner writes (checked against the small references below, pl
 - q1 ``softmax_grad(logits: Tensor (N, V), targets: LongTensor (N,)) -> Tensor (N, V)``: the gradient of
   the MEAN cross-entropy ``F.cross_entropy(logits, targets)`` with respect to ``logits``:
   ``(softmax(logits, dim=1) - one_hot(targets)) / N``.
-- q2 ``sgd_step(params: Tensor, grads: Tensor, lr: float) -> Tensor``: one plain gradient-descent
-  update, a new tensor ``params - lr * grads`` (the input is not modified).
+- q2 ``l2_step(params: Tensor, grads: Tensor, lr: float, lam: float) -> Tensor``: one gradient step on the
+  loss plus an L2 penalty ``lam * ||params||^2`` (``grads`` is the loss's gradient alone), a new tensor
+  ``params - lr * (grads + 2 lam params)``.
+- q3 ``momentum_run(params: Tensor, grads: list[Tensor], lr: float, mu: float) -> Tensor``: the parameters after
+  one SGD-with-momentum step per gradient, as ``torch.optim.SGD(momentum=mu)``: ``v = mu v + g``,
+  ``params = params - lr v``, the velocity starting at 0.
 
 Tolerances: rtol 1e-4, atol 1e-6.
 """
@@ -31,7 +35,7 @@ import torch
 from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, call_safely, compare_tensors, diagnosing
 from lmlab.exercises.describe import type_name
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_softmax_grad", "ref_sgd_step"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_softmax_grad", "ref_l2_step", "ref_momentum_run"]
 
 RTOL, ATOL = 1e-4, 1e-6
 
@@ -45,11 +49,6 @@ def ref_softmax_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     probs = torch.softmax(logits.double(), dim=1)  # (N, V)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(targets).long(), V).double()  # (N, V)
     return ((probs - onehot) / N).to(logits.dtype)
-
-
-def ref_sgd_step(params: torch.Tensor, grads: torch.Tensor, lr: float) -> torch.Tensor:
-    """Reference for q2: params - lr * grads (a new tensor)."""
-    return params - lr * grads
 
 
 def _close(a: Any, b: torch.Tensor) -> bool:
@@ -176,71 +175,198 @@ def softmax_grad(logits, targets):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 sgd_step
+# q2 l2_step
 
-_Q2_CASES: list[tuple[torch.Tensor, torch.Tensor, float]] = [
-    (torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.5, 1.0, -1.0]), 0.1),
-    (_logits(3, 4, 4), _logits(3, 4, 5), 0.5),
-    (torch.tensor([[2.0, 3.0]]), torch.tensor([[1.0, -1.0]]), 1.0),
-    (torch.tensor([1.0, 2.0]), torch.tensor([4.0, 4.0]), 0.0),  # lr 0: nothing moves
+
+def ref_l2_step(params: torch.Tensor, grads: torch.Tensor, lr: float, lam: float) -> torch.Tensor:
+    """Reference for q2: one gradient step on L + lam * ||params||^2: params - lr * (grads + 2 lam params)."""
+    return params - lr * (grads + 2 * lam * params)
+
+
+_Q2_CASES: list[tuple[torch.Tensor, torch.Tensor, float, float]] = [
+    (torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.5, 1.0, -1.0]), 0.1, 0.25),
+    (_logits(3, 4, 4), _logits(3, 4, 5), 0.5, 0.01),
+    (torch.tensor([[2.0, 3.0]]), torch.tensor([[0.0, 0.0]]), 0.1, 1.0),  # no loss gradient: only the decay
+    (torch.tensor([1.0, 2.0]), torch.tensor([4.0, 4.0]), 0.3, 0.0),  # lam 0: a plain SGD step
 ]
 
 
-def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, float, float]]:
     cases = []
     for shape in [(rng.randint(1, 6),), (rng.randint(1, 4), rng.randint(1, 5))]:
         g = torch.Generator().manual_seed(rng.randrange(2**31))
-        cases.append((torch.randn(shape, generator=g), torch.randn(shape, generator=g), rng.choice([0.01, 0.3, 1.5])))
+        cases.append((torch.randn(shape, generator=g), torch.randn(shape, generator=g), rng.choice([0.01, 0.3, 1.5]),
+                      rng.choice([0.05, 0.2, 0.7])))
     return cases
 
 
-def _check_sgd_step(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, torch.Tensor, float]]) -> None:
-    for params, grads, lr in cases:
-        shown = f"params={params.tolist()}, grads={grads.tolist()}, lr={lr:g}"
-        got = call_safely(fn, params.clone(), grads.clone(), lr, timeout=timeout, show_input=shown)
-        _check_tensor(got, tuple(params.shape), "sgd_step", shown)
-        expected = ref_sgd_step(params, grads, lr)
+def _check_l2_step(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, torch.Tensor, float, float]]) -> None:
+    for params, grads, lr, lam in cases:
+        shown = f"params={params.tolist()}, grads={grads.tolist()}, lr={lr:g}, lam={lam:g}"
+        got = call_safely(fn, params.clone(), grads.clone(), lr, lam, timeout=timeout, show_input=shown)
+        _check_tensor(got, tuple(params.shape), "l2_step", shown)
+        expected = ref_l2_step(params, grads, lr, lam)
         if _close(got, expected):
             continue
         fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
         with diagnosing():
-            if _close(got, params + lr * grads):
-                raise fail("You stepped uphill: params + lr * grads increases the loss. Gradient DESCENT "
-                           "moves against the gradient: params - lr * grads.")
-            if _close(got, -lr * grads):
-                raise fail("This is only the update, -lr * grads; add it to the parameters: params - lr * grads.")
-            if _close(got, params - grads):
-                raise fail("The learning rate is missing: scale the gradient by lr, params - lr * grads.")
-        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `sgd_step`", show_input=shown)
+            if _close(got, params - lr * (grads + lam * params)):
+                raise fail("The penalty is lam * ||params||^2, and the derivative of lam * w^2 is 2 * lam * w: "
+                           "the factor 2 is missing.")
+            if _close(got, params - lr * (grads - 2 * lam * params)):
+                raise fail("The penalty's gradient has the wrong sign: it should pull the weights towards 0, "
+                           "so the step subtracts lr * 2 * lam * params.")
+            if lam > 0 and _close(got, params - lr * grads):
+                raise fail("This is a plain SGD step: the penalty's gradient 2 * lam * params is missing.")
+            if _close(got, (1 - 2 * lam) * params - lr * grads):
+                raise fail("The decay must be scaled by the learning rate too: the step is "
+                           "-lr * (grads + 2 * lam * params), so params shrink by the factor (1 - 2 * lr * lam).")
+            if _close(got, params - lr * grads - 2 * lam):
+                raise fail("The penalty's gradient is 2 * lam * params, proportional to each weight, not the "
+                           "constant 2 * lam.")
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `l2_step`", show_input=shown)
 
 
 q2 = Exercise(
     name="q2",
-    title="sgd_step(params, grads, lr)",
-    points=1,
+    title="l2_step(params, grads, lr, lam)",
+    points=2,
     prompt=(
-        "Write `sgd_step(params, grads, lr)` that returns the parameters after one step of plain gradient "
-        "descent, a new tensor of the same shape as `params` (do not modify `params` in place)."
+        "Write `l2_step(params, grads, lr, lam)`: the parameters after one gradient-descent step on the loss "
+        "with an L2 penalty, L(params) + lam * ||params||^2, where `grads` is the gradient of L alone (without "
+        "the penalty). Return a new tensor of the same shape (do not modify `params` in place)."
     ),
-    checker=_check_sgd_step,
+    checker=_check_l2_step,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
     hints=[
-        "The gradient points in the direction in which the loss grows fastest. Which way should you move?",
-        "Take a step of size lr against the gradient.",
-        "return params - lr * grads",
+        "The gradient of a sum is the sum of the gradients: you have the gradient of L; add the gradient of "
+        "lam * ||params||^2 = lam * sum of params ** 2.",
+        "d/dw (lam * w^2) = 2 * lam * w, for every weight w at once: 2 * lam * params. Then take the usual step.",
+        "return params - lr * (grads + 2 * lam * params)",
     ],
     solution_code='''\
-def sgd_step(params, grads, lr):
-    return params - lr * grads       # a new tensor: params itself is unchanged
+def l2_step(params, grads, lr, lam):
+    total_grad = grads + 2 * lam * params     # gradient of L + lam * ||params||^2
+    return params - lr * total_grad           # = (1 - 2 lr lam) params - lr grads
 ''',
     explanation=(
-        "To first order, L(theta - lr g) = L(theta) - lr |g|^2 + ..., so a small step against the gradient "
-        "lowers the loss. The learning rate sets the step size: too small and training crawls, too big and "
-        "the second-order terms win and the loss grows. torch.optim.SGD does the same update in place, "
-        "inside torch.no_grad(), on every parameter tensor."
+        "The penalty's gradient 2 lam w points away from 0, so a step against it shrinks every weight: "
+        "params - lr * (grads + 2 lam params) = (1 - 2 lr lam) params - lr grads. For plain SGD an L2 penalty "
+        "is therefore the same as 'weight decay', shrinking the weights by a constant factor each step. With "
+        "Adam it is not: the penalty's gradient would be rescaled with the rest, which is why AdamW applies "
+        "the decay separately (section 9)."
     ),
 )
 
-EXERCISES = ExerciseSet("nb02", "02 · Gradient descent", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 momentum_run
+
+
+def ref_momentum_run(params: torch.Tensor, grads: list[torch.Tensor], lr: float, mu: float) -> torch.Tensor:
+    """Reference for q3: as torch.optim.SGD(momentum=mu): v <- mu v + g (v = g at the first step), p <- p - lr v."""
+    v = torch.zeros_like(params)
+    for g in grads:
+        v = mu * v + g
+        params = params - lr * v
+    return params
+
+
+def _momentum_case(n: int, shape: tuple[int, ...], seed: int, lr: float, mu: float) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g), [torch.randn(shape, generator=g) for _ in range(n)], lr, mu)
+
+
+_Q3_CASES: list[tuple] = [
+    (torch.tensor([0.0]), [torch.tensor([1.0])] * 3, 0.1, 0.5),  # by hand: v = 1, 1.5, 1.75; p = -0.425
+    _momentum_case(4, (3,), 0, 0.2, 0.9),
+    _momentum_case(6, (2, 3), 1, 0.05, 0.8),
+    _momentum_case(3, (2,), 2, 0.5, 0.0),  # mu = 0: plain SGD
+    _momentum_case(1, (3,), 3, 0.3, 0.9),  # a single step: v = g
+]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple]:
+    return [_momentum_case(rng.randint(2, 8), (rng.randint(1, 4),), rng.randrange(2**31), rng.choice([0.05, 0.3]),
+                           rng.choice([0.5, 0.9, 0.99])) for _ in range(3)]
+
+
+def _damped(params: torch.Tensor, grads: list[torch.Tensor], lr: float, mu: float) -> torch.Tensor:
+    v = torch.zeros_like(params)
+    for g in grads:
+        v = mu * v + (1 - mu) * g
+        params = params - lr * v
+    return params
+
+
+def _update_first(params: torch.Tensor, grads: list[torch.Tensor], lr: float, mu: float) -> torch.Tensor:
+    v = torch.zeros_like(params)
+    for g in grads:
+        params = params - lr * v
+        v = mu * v + g
+    return params
+
+
+def _check_momentum_run(fn: Any, timeout: float, cases: list[tuple]) -> None:
+    for params, grads, lr, mu in cases:
+        shown = (f"params={[round(x, 4) for x in params.flatten().tolist()]} (shape {tuple(params.shape)}), "
+                 f"{len(grads)} gradients, lr={lr:g}, mu={mu:g}")
+        got = call_safely(fn, params.clone(), [g.clone() for g in grads], lr, mu, timeout=timeout, show_input=shown)
+        _check_tensor(got, tuple(params.shape), "momentum_run", shown)
+        expected = ref_momentum_run(params, grads, lr, mu)
+        if _close(got, expected):
+            continue
+        fail = CheckFailed.at(input=shown, expected=expected, got=got.float())
+        with diagnosing():
+            if mu > 0 and _close(got, ref_momentum_run(params, grads, lr, 0.0)):
+                raise fail("These are plain SGD steps: the velocity is missing. Keep v between steps: "
+                           "v = mu * v + g, then params = params - lr * v.")
+            if mu > 0 and _close(got, _damped(params, grads, lr, mu)):
+                raise fail("This is a running average, v = mu * v + (1 - mu) * g ('dampening'). PyTorch's SGD "
+                           "momentum adds the whole gradient: v = mu * v + g.")
+            if len(grads) > 1 and _close(got, _update_first(params, grads, lr, mu)):
+                raise fail("The parameters move with the OLD velocity: update v first (v = mu * v + g), then "
+                           "step with the new v.")
+            if _close(got, params - lr * sum(grads)):
+                raise fail("This is one step with the sum of the gradients. Take one step per gradient, in order.")
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="The result of `momentum_run`", show_input=shown)
+
+
+q3 = Exercise(
+    name="q3",
+    title="momentum_run(params, grads, lr, mu)",
+    points=2,
+    prompt=(
+        "Write `momentum_run(params, grads, lr, mu)`: the parameters after len(grads) steps of SGD with "
+        "momentum, one step per gradient in the list `grads` (each has the shape of `params`), as "
+        "torch.optim.SGD(momentum=mu) does them: the velocity starts at 0 and each step does v = mu * v + g, "
+        "then params = params - lr * v. Return a new tensor (do not modify the inputs)."
+    ),
+    checker=_check_momentum_run,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
+    forbidden=("torch.optim.SGD.step",),
+    hints=[
+        "You need one extra tensor that lives across the steps: the velocity v, zeros of the shape of params.",
+        "For each g in grads: first v = mu * v + g, then params = params - lr * v. (With mu = 0 this is plain SGD.)",
+        "v = torch.zeros_like(params); for g in grads: v = mu * v + g; params = params - lr * v; return params",
+    ],
+    solution_code='''\
+def momentum_run(params, grads, lr, mu):
+    v = torch.zeros_like(params)          # the velocity, kept between steps
+    for g in grads:
+        v = mu * v + g                    # a sum of past gradients, older ones weighted by mu ** age
+        params = params - lr * v          # a new tensor: the caller's params are not changed
+    return params
+''',
+    explanation=(
+        "Unrolled, v_t = g_t + mu g_(t-1) + mu^2 g_(t-2) + ...: the velocity remembers past gradients with "
+        "weights that fade by mu per step. Where the gradient keeps its direction, the steps add up to about "
+        "1 / (1 - mu) times a plain step (10 times for mu = 0.9); where it flips sign from step to step, the "
+        "terms cancel. That is why momentum speeds up along long, shallow valleys (the rare rows of the bigram "
+        "table, section 7) without overshooting across steep ones."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb02", "02 · Gradient descent", [q1, q2, q3])
 progress = EXERCISES.progress

@@ -1,4 +1,4 @@
-"""Exercises for notebook 03, "Tokenization and embeddings": the two building blocks of BPE training.
+"""Exercises for notebook 03, "Tokenization and embeddings": BPE's merge, WordPiece's score, encoding.
 
 In the notebook::
 
@@ -10,28 +10,33 @@ In the notebook::
     ex.q1.solution()            # a worked solution with an explanation
     ex.progress()
 
-The functions the learner writes (checked against `lmlab.tokenizers.merge` and `get_stats`):
+The functions the learner writes (checked against references built on `lmlab.tokenizers`):
 
 - q1 ``merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]``: replace every
   occurrence of ``pair`` by ``new_id``, scanning left to right without overlaps
   (``merge([5, 5, 5], (5, 5), 6) -> [6, 5]``).
-- q2 ``get_stats(ids: list[int]) -> dict[tuple[int, int], int]``: how often each adjacent pair occurs
-  (overlapping pairs count: ``[1, 1, 1]`` has ``(1, 1)`` twice).
+- q2 ``wordpiece_scores(ids: list[int]) -> dict[tuple[int, int], float]``: WordPiece's merge score
+  ``count(a, b) / (count(a) * count(b))`` for every adjacent pair (pair counts as ``get_stats``).
+- q3 ``bpe_encode(text: str, merges: list[((int, int), int)]) -> list[int]``: the UTF-8 bytes of ``text`` with
+  every merge applied in the order it was learned (no pre-tokenization).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import torch
 
-from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, as_index, call_safely, diagnosing
+from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, as_index, as_number, call_safely, diagnosing
 from lmlab.exercises.describe import type_name
 from lmlab.tokenizers import get_stats as ref_get_stats
 from lmlab.tokenizers import merge as ref_merge
+from lmlab.tokenizers import textbook_merges
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_merge", "ref_get_stats"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_merge", "ref_get_stats", "ref_wordpiece_scores",
+           "ref_bpe_encode"]
 
 
 def _as_list(x: Any) -> Any:
@@ -149,15 +154,22 @@ def merge(ids, pair, new_id):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 get_stats
+# q2 wordpiece_scores
+
+
+def ref_wordpiece_scores(ids: list[int]) -> dict[tuple[int, int], float]:
+    """Reference for q2: count(a, b) / (count(a) * count(b)) for every adjacent pair that occurs."""
+    singles = Counter(ids)
+    return {pair: c / (singles[pair[0]] * singles[pair[1]]) for pair, c in ref_get_stats(ids).items()}
+
 
 _Q2_CASES: list[list[int]] = [
-    [97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99],  # "aaabdaaabac": first and last pairs differ
+    [97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99],  # "aaabdaaabac"
     [1, 2, 3, 1, 2],
-    [1, 1, 1],  # overlapping pairs count
-    [4, 5],  # one pair
-    [7],  # no pair
-    [],
+    [1, 1, 1],  # (1, 1) twice, and 1 three times: 2 / 9
+    [4, 5],
+    [7],  # no pair: an empty dict
+    [5, 6, 5, 6, 7, 8, 8, 8, 7, 8],  # (5, 6) is rarer than (8, 8) but scores higher
 ]
 
 
@@ -165,77 +177,197 @@ def _q2_hidden(rng: random.Random) -> list[list[int]]:
     return [_random_ids(rng, rng.randint(2, 30)) for _ in range(3)]
 
 
-def _check_get_stats(fn: Any, timeout: float, cases: list[list[int]]) -> None:
+def _diagnose_wordpiece(got: dict, ids: list[int], fail: Any) -> None:
+    pairs, singles = ref_get_stats(ids), Counter(ids)
+    close = lambda a, b: set(a) == set(b) and all(abs(a[k] - b[k]) <= 1e-6 * max(1.0, abs(b[k])) for k in b)  # noqa: E731
+    if close(got, {p: float(c) for p, c in pairs.items()}):
+        raise fail("These are BPE's pair counts. WordPiece divides each count by how often the two parts occur "
+                   "on their own: count(a, b) / (count(a) * count(b)).")
+    if close(got, {p: c / singles[p[0]] for p, c in pairs.items()}):
+        raise fail("You divided by count(a) only: divide by count(a) * count(b), the product of both parts' counts.")
+    if close(got, {p: c / (singles[p[0]] + singles[p[1]]) for p, c in pairs.items()}):
+        raise fail("You divided by count(a) + count(b); the score divides by the product count(a) * count(b).")
+    if close(got, {p: singles[p[0]] * singles[p[1]] / c for p, c in pairs.items()}):
+        raise fail("The fraction is upside down: count(a, b) / (count(a) * count(b)).")
+    n = len(ids)
+    if close(got, {p: (c / (n - 1)) / ((singles[p[0]] / n) * (singles[p[1]] / n)) for p, c in pairs.items()}):
+        raise fail("This is the score with probabilities instead of counts (a constant factor n^2 / (n - 1) "
+                   "times the one asked for): use the plain counts.")
+
+
+def _check_wordpiece_scores(fn: Any, timeout: float, cases: list[list[int]]) -> None:
     for ids in cases:
         shown = f"ids={ids}"
         got = call_safely(fn, list(ids), timeout=timeout, show_input=shown)
-        expected = ref_get_stats(ids)
+        expected = ref_wordpiece_scores(ids)
         fail = CheckFailed.at(input=shown, expected=expected, got=got)
         if got is None:
-            raise fail("`get_stats` returned None; it should return a dict {(a, b): count}. Did you forget `return`?")
+            raise fail("`wordpiece_scores` returned None; it should return a dict {(a, b): score}. "
+                       "Did you forget `return`?")
         if not isinstance(got, dict):
-            raise fail(f"`get_stats` should return a dict mapping pairs (tuples) to counts, but it returned "
-                       f"{type_name(got)}.")
-        got_clean = {tuple(k) if isinstance(k, (list, tuple)) else k: as_index(v) for k, v in got.items()}
-        got_clean = {k: v for k, v in got_clean.items() if v != 0}
-        if got_clean == expected:
+            raise fail(f"`wordpiece_scores` should return a dict mapping pairs (tuples) to scores, but it "
+                       f"returned {type_name(got)}.")
+        try:
+            clean = {tuple(k) if isinstance(k, (list, tuple)) else k: as_number(v, "wordpiece_scores", show_input=shown)
+                     for k, v in got.items()}
+        except TypeError:
+            raise fail("The keys should be pairs of ids, tuples (a, b).") from None
+        clean = {k: v for k, v in clean.items() if v != 0}
+        if set(clean) == set(expected) and all(abs(clean[k] - v) <= 1e-6 * max(1.0, v) for k, v in expected.items()):
             continue
         with diagnosing():
-            _diagnose_get_stats(got_clean, expected, ids, fail)
-        raise fail("The pair counts are not what they should be.")
-
-
-def _diagnose_get_stats(got: dict, expected: dict, ids: list[int], fail: Any) -> None:
-    if any(not isinstance(k, tuple) for k in got):
-        raise fail("The keys should be pairs of ids, tuples (a, b), e.g. (1, 2).")
-    if len(ids) >= 2 and got == ref_get_stats(ids[:-1]):
-        raise fail("The last pair (ids[-2], ids[-1]) is missing: an off-by-one. A list of n ids has n - 1 "
-                   "adjacent pairs: zip(ids, ids[1:]).")
-    if len(ids) >= 2 and got == ref_get_stats(ids[1:]):
-        raise fail("The first pair (ids[0], ids[1]) is missing: an off-by-one. Start at index 0: zip(ids, ids[1:]).")
-    wrap = ref_get_stats(list(ids) + list(ids[:1])) if ids else {}
-    if len(ids) >= 2 and got == wrap:
-        raise fail("There is an extra pair from the last id back to the first (a wrap-around, e.g. ids[i - 1] "
-                   "with i = 0). There are only len(ids) - 1 pairs: zip(ids, ids[1:]).")
-    if all(v == 1 for v in got.values()) and set(got) == set(expected):
-        raise fail("Every pair has count 1: count repeats, counts[pair] = counts.get(pair, 0) + 1.")
-    if set(got) == set(expected):
-        raise fail("The pairs are right but some counts are wrong. Overlapping pairs count: [1, 1, 1] "
-                   "holds (1, 1) twice.")
+            _diagnose_wordpiece(clean, ids, fail)
+        if set(clean) != set(expected):
+            raise fail("The pairs (the dict's keys) are not the adjacent pairs of ids: zip(ids, ids[1:]).")
+        raise fail("Some scores are wrong: score(a, b) = count(a, b) / (count(a) * count(b)), where count(a) "
+                   "counts every occurrence of a in ids.")
 
 
 q2 = Exercise(
     name="q2",
-    title="get_stats(ids)",
+    title="wordpiece_scores(ids)",
     points=2,
     prompt=(
-        "Write `get_stats(ids)` that returns a dict mapping every adjacent pair (ids[i], ids[i + 1]) to how "
-        "often it occurs. Overlapping pairs count: get_stats([1, 1, 1]) == {(1, 1): 2}. Example: "
-        "get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}."
+        "BPE merges the most FREQUENT pair. WordPiece (BERT's tokenizer) merges the pair with the highest score "
+        "count(a, b) / (count(a) * count(b)): a pair scores high when its parts occur mostly together, not just "
+        "often. Write `wordpiece_scores(ids)` that returns a dict mapping every adjacent pair (a, b) of `ids` to "
+        "that score, where count(a, b) counts adjacent pairs as get_stats does (overlaps count) and count(a) "
+        "counts every occurrence of a in ids. Example: [1, 1, 1] -> {(1, 1): 2 / 9}."
     ),
-    checker=_check_get_stats,
+    checker=_check_wordpiece_scores,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
-    forbidden=("lmlab.tokenizers.get_stats",),
+    forbidden=("lmlab.exercises.nb03.ref_wordpiece_scores",),
     hints=[
-        "A list of n ids has n - 1 adjacent pairs: (ids[0], ids[1]), ..., (ids[n - 2], ids[n - 1]).",
-        "zip(ids, ids[1:]) yields exactly those pairs; count them in a dict.",
-        "counts = {}; for pair in zip(ids, ids[1:]): counts[pair] = counts.get(pair, 0) + 1",
+        "Two counts: the pairs (as my_get_stats in the notebook) and the single ids (collections.Counter(ids)).",
+        "For each pair (a, b) with count c: score = c / (singles[a] * singles[b]).",
+        "pairs = Counter(zip(ids, ids[1:])); singles = Counter(ids); "
+        "return {(a, b): c / (singles[a] * singles[b]) for (a, b), c in pairs.items()}",
     ],
     solution_code='''\
-def get_stats(ids):
-    counts = {}
-    for pair in zip(ids, ids[1:]):      # n - 1 adjacent pairs
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
+from collections import Counter
+
+def wordpiece_scores(ids):
+    pairs = Counter(zip(ids, ids[1:]))        # count(a, b), overlaps included
+    singles = Counter(ids)                    # count(a)
+    return {(a, b): c / (singles[a] * singles[b]) for (a, b), c in pairs.items()}
 ''',
     explanation=(
-        "BPE picks the pair to merge next by counting all adjacent pairs; the most frequent one becomes a new "
-        "token. zip(ids, ids[1:]) pairs every id with its successor and stops at the shorter list, so it "
-        "gives exactly n - 1 pairs with no index arithmetic to get wrong. (collections.Counter(zip(ids, "
-        "ids[1:])) is the same thing in one line.)"
+        "count(a, b) / (count(a) count(b)) is, up to a constant, p(a, b) / (p(a) p(b)): how much more often a "
+        "and b are adjacent than if they were placed independently (pointwise mutual information, before the "
+        "log). BPE would merge 'e' + ' ' first, because both are everywhere; WordPiece prefers pairs of rare "
+        "parts that stick together, such as the pieces of a rare word, and merges a very frequent letter with "
+        "anything only late."
     ),
 )
 
-EXERCISES = ExerciseSet("nb03", "03 · Tokenization and embeddings", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 bpe_encode
+
+_TRAIN = "the cat sat on the mat. the cat ate the hat. a cat, a hat, a mat."
+_MERGES = textbook_merges(_TRAIN, 256 + 12, None)
+
+
+def ref_bpe_encode(text: str, merges: list[tuple[tuple[int, int], int]]) -> list[int]:
+    """Reference for q3: the UTF-8 bytes of text, then every merge in the order it was learned."""
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in merges:
+        ids = ref_merge(ids, pair, new_id)
+    return ids
+
+
+_Q3_CASES: list[tuple[str, list]] = [
+    ("the cat", _MERGES),
+    ("that hat sat", _MERGES),  # "the" is never completed: merges apply only where the bytes match
+    ("a cat, the mat.", _MERGES[:3]),  # only the first three merges
+    ("café the cat", _MERGES),  # é is two bytes (195, 169): no merge touches them
+    ("", _MERGES),
+    ("the the the", [((116, 104), 256), ((256, 101), 257), ((257, 32), 258)]),  # a merge of merges of merges
+]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple[str, list]]:
+    words = ["the", "cat", "sat", "on", "mat", "hat", "a", "ate", "é"]
+    return [(" ".join(rng.choice(words) for _ in range(rng.randint(1, 6))), _MERGES[: rng.randint(1, len(_MERGES))])
+            for _ in range(3)]
+
+
+def _check_bpe_encode(fn: Any, timeout: float, cases: list[tuple[str, list]]) -> None:
+    for text, merges in cases:
+        shown = f"text={text!r}, merges = the first {len(merges)} merges of {[m for m in merges[:4]]}..."
+        got = _as_list(call_safely(fn, text, list(merges), timeout=timeout, show_input=shown))
+        expected = ref_bpe_encode(text, merges)
+        if got == expected:
+            continue
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
+        if not isinstance(got, list) or not all(isinstance(i, int) for i in got):
+            what = type_name(got) if not isinstance(got, list) else "a list holding other things than ints"
+            raise fail(f"`bpe_encode` should return a list of ints (token ids), but it returned {what}.")
+        with diagnosing():
+            if got == list(text.encode("utf-8")):
+                raise fail("These are the text's bytes, with no merge applied: apply each merge in turn.")
+            reverse = list(text.encode("utf-8"))
+            for pair, new_id in reversed(merges):
+                reverse = ref_merge(reverse, pair, new_id)
+            if got == reverse:
+                raise fail("The merges were applied in reverse order. Apply them in the order they were learned: "
+                           "a later merge may need the tokens an earlier one made.")
+            chars = [ord(c) for c in text]
+            for pair, new_id in merges:
+                chars = ref_merge(chars, pair, new_id)
+            if got == chars:
+                raise fail("You started from characters (ord(c)); byte-level BPE starts from the UTF-8 bytes, "
+                           "list(text.encode('utf-8')): 'é' is two bytes.")
+            if merges and got == ref_merge(list(text.encode("utf-8")), *merges[0]):
+                raise fail("Only the first merge was applied: loop over all of them.")
+        raise fail("The ids differ from what the merges give.")
+
+
+q3 = Exercise(
+    name="q3",
+    title="bpe_encode(text, merges)",
+    points=2,
+    prompt=(
+        "Training learned a list of merges; encoding a NEW text replays them. Write `bpe_encode(text, merges)` "
+        "that returns the token ids of `text` (a list of ints): start from its UTF-8 bytes and apply every merge "
+        "((a, b), new_id) of the list `merges` (the format of `tok.merges`, in the order they were learned) to "
+        "the whole sequence, replacing each occurrence of (a, b) left to right without overlaps. No "
+        "pre-tokenization (pattern=None)."
+    ),
+    checker=_check_bpe_encode,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
+    forbidden=("lmlab.tokenizers.bpe.BPETokenizer.encode", "lmlab.exercises.nb03.ref_bpe_encode"),
+    hints=[
+        "Start: ids = list(text.encode('utf-8')). Then the merges, one after the other, in the list's order.",
+        "For each (pair, new_id) in merges: ids = merge(ids, pair, new_id), with your merge of q1 (or the "
+        "notebook's my_merge). A merge made of earlier merges only finds its pair after those ran: the order "
+        "matters.",
+        "ids = list(text.encode('utf-8')); for pair, new_id in merges: ids = merge(ids, pair, new_id); return ids",
+    ],
+    solution_code='''\
+def bpe_encode(text, merges):
+    ids = list(text.encode("utf-8"))          # byte-level: any text, 0..255
+    for pair, new_id in merges:               # in the order they were learned
+        out, i = [], 0
+        while i < len(ids):                   # replace the pair left to right, no overlaps (as q1)
+            if i < len(ids) - 1 and (ids[i], ids[i + 1]) == tuple(pair):
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+''',
+    explanation=(
+        "Encoding repeats training's replacements in the same order, so a text is cut the way the training text "
+        "was. Order matters because later merges are built from earlier ones: (256, 101) can only match after "
+        "(116, 104) -> 256 has run. Applying every merge to the whole sequence costs one pass per merge; real "
+        "tokenizers (minbpe, tiktoken) instead look for the pair with the lowest merge rank in the current "
+        "sequence, which gives the same ids with fewer passes."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb03", "03 · Tokenization and embeddings", [q1, q2, q3])
 progress = EXERCISES.progress
