@@ -2,5 +2,5 @@
 
 Every widget here has the same values reachable from code (so a notebook's stored outputs stay deterministic)
 and a static picture for readers who do not run the notebook. Import them from their modules, e.g.
-``from lmlab.widgets.smoothing import smoothing_explorer``.
+``from lmlab.widgets.smoothing import SmoothingExplorer``.
 """
