@@ -68,7 +68,8 @@ def test_widgets_04_07_in_jupyterlab(tmp_path):
         sizes = page.locator(".lmlab-size-explorer")
         total = sizes.locator(".widget-html-content b").first
         assert total.inner_text() == "108,352", total.inner_text()
-        _image_changes(page, sizes.locator("img"), lambda: sizes.locator("select").select_option(label="GPT-2 BPE (50,257)"))
+        menu = sizes.locator("select")
+        _image_changes(page, sizes.locator("img"), lambda: menu.select_option(label="GPT-2 BPE (50,257)"))
         sizes.locator(".widget-html-content", has_text="3,320,640").wait_for()  # 50,257 x 64 embedding weights
         shot(sizes, "06-size-explorer-gpt2-vocabulary")
 

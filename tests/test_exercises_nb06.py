@@ -78,7 +78,8 @@ def test_q2_typical_mistakes():
     fails_with(ex.q2, lambda x, p, u: x * (u >= p), "not rescaled")
     fails_with(ex.q2, lambda x, p, u: x * (u >= p) * (1 - p), "DIVIDED")
     fails_with(ex.q2, lambda x, p, u: x * (u < p) / (1 - p) if p < 1 else x * 0, "Keep where u >= p")
-    fails_with(ex.q2, lambda x, p, u: x * (torch.rand_like(x) >= p) / (1 - p) if p < 1 else x * 0, "Use the given numbers u")
+    fresh_mask = lambda x, p, u: x * (torch.rand_like(x) >= p) / (1 - p) if p < 1 else x * 0  # noqa: E731
+    fails_with(ex.q2, fresh_mask, "Use the given numbers u")
     fails_with(ex.q2, lambda x, p, u: x * (u >= p) / (1 - p) if p < 1 else x * 0 / 0.0, "0 / 0 = NaN")
     fails_with(ex.q2, lambda x, p, u: None, "forget a `return`")
 

@@ -313,10 +313,12 @@ def _check_clip(fn: Any, timeout: float, cases: list[tuple[list[tuple[int, ...]]
     for shapes, scale, max_norm, seed in cases:
         grads = _grads_case(shapes, scale, seed)
         norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
-        shown = f"{len(grads)} random tensors of shapes {shapes} (global norm {norm:.3g}, seed {seed}), max_norm={max_norm}"
+        shown = (f"{len(grads)} random tensors of shapes {shapes} (global norm {norm:.3g}, seed {seed}), "
+                 f"max_norm={max_norm}")
         got = call_safely(fn, [g.clone() for g in grads], max_norm, timeout=timeout, show_input=shown)
         expected = ref_clip_grad_norm(grads, max_norm)
-        if isinstance(got, (list, tuple)) and len(got) == len(expected) and all(_close(e, g) for e, g in zip(expected, got)):
+        same_length = isinstance(got, (list, tuple)) and len(got) == len(expected)
+        if same_length and all(_close(e, g) for e, g in zip(expected, got)):
             continue
         if got is None:
             raise CheckFailed("`clip_grad_norm` returned None. Did you forget a `return` statement? (Return new "

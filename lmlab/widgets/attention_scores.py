@@ -155,11 +155,13 @@ class ScoreExplorer:
         ax_w.legend(fontsize=9, loc="upper center", ncols=2, handlelength=1.2)
         self._labels = [ax_w.text(i, 0, "", ha="center", va="bottom", fontsize=9) for i in x]
         self._w_title = ax_w.set_title(" ", fontsize=10)
-        self._q_arrow = ax_vec.annotate("", (0, 0), (0, 0), arrowprops={"arrowstyle": "-|>", "color": "tab:red", "lw": 2})
+        red = {"arrowstyle": "-|>", "color": "tab:red", "lw": 2}
+        self._q_arrow = ax_vec.annotate("", (0, 0), (0, 0), arrowprops=red)
         self._k_arrows = [ax_vec.annotate("", (0, 0), (0, 0), arrowprops={"arrowstyle": "-|>", "color": "tab:blue",
                                                                          "lw": 1.5}) for _ in x]
         self._k_names = [ax_vec.text(0, 0, f"k{i}", fontsize=9, color="tab:blue") for i in x]
-        dynamic = [*self._bars, *self._raw, *self._labels, self._w_title, self._q_arrow, *self._k_arrows, *self._k_names]
+        dynamic = [*self._bars, *self._raw, *self._labels, self._w_title, self._q_arrow, *self._k_arrows,
+                   *self._k_names]
         self.fig, self._ax_w = fig, ax_w
         self._blit = Blitter(fig, dynamic, self.dpi)
 

@@ -102,7 +102,8 @@ class NextTokenExplorer:
         p = next_token_probs(self.logits, self.temperature, self.top_k, self.top_p)
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
                 "tokens": [self.labels[i] for i in self.order], "probs": [round(float(p[i]), 6) for i in self.order],
-                "kept": int((p > 0).sum()), "entropy": entropy(p), "entropy_model": entropy(torch.softmax(self.logits, 0))}
+                "kept": int((p > 0).sum()), "entropy": entropy(p),
+                "entropy_model": entropy(torch.softmax(self.logits, 0))}
 
     def set(self, temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> dict:
         """Change the setting as the sliders do (top_k=0 and top_p=1.0 switch a filter off); returns ``values``."""
