@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from lmlab.exercises import nb04 as ex
-from lmlab.exercises.nb04 import lstm_case, lstm_variant, ref_lm_loss, ref_lstm_cell
+from lmlab.exercises.nb04 import (gru_case, gru_variant, lstm_case, lstm_variant, ref_clip_grad_norm,
+                                  ref_gru_cell, ref_lstm_cell)
 from exercise_helpers import fails_with, passes
 
 
@@ -26,14 +26,10 @@ def test_reference_matches_nn_lstmcell():
     assert torch.allclose(h_r, h_t, atol=1e-6) and torch.allclose(c_r, c_t, atol=1e-6)
 
 
-@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_lstm_cell), (ex.q2, ref_lm_loss)])
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_lstm_cell), (ex.q2, ref_gru_cell),
+                                              (ex.q3, ref_clip_grad_norm)])
 def test_reference_passes(exercise, answer):
     passes(exercise, answer)
-
-
-def test_lm_loss_transpose_solution_passes():
-    result = ex.q2.evaluate(lambda logits, targets: F.cross_entropy(logits.transpose(1, 2), targets))
-    assert result.passed, result.message
 
 
 @pytest.mark.parametrize("order", ["ifog", "figo", "iofg"])
@@ -65,40 +61,78 @@ def test_q1_stub_not_solved():
     fails_with(ex.q1, lstm_cell, "Not yet solved")
 
 
-def test_q2_no_reshape():
-    fails_with(ex.q2, lambda logits, targets: F.cross_entropy(logits, targets), "Flatten both first")
+def test_reference_gru_matches_nn_grucell():
+    x, h, W_ih, W_hh, b_ih, b_hh = gru_case(3, 4, 5, 7)
+    cell = nn.GRUCell(4, 5)
+    with torch.no_grad():
+        cell.weight_ih.copy_(W_ih)
+        cell.weight_hh.copy_(W_hh)
+        cell.bias_ih.copy_(b_ih)
+        cell.bias_hh.copy_(b_hh)
+        expected = cell(x, h)
+    assert torch.allclose(ref_gru_cell(x, h, W_ih, W_hh, b_ih, b_hh), expected, atol=1e-6)
 
 
-def test_q2_no_reshape_when_T_equals_V():
-    # Only the T == V cases: the learner's function is right elsewhere, wrong silently there.
-    def lm_loss(logits, targets):
-        if logits.size(1) == logits.size(2):
-            return F.cross_entropy(logits, targets)
-        return ref_lm_loss(logits, targets)
+def test_q2_typical_mistakes():
+    fails_with(ex.q2, lambda *a: gru_variant(*a, swap_update=True), "z and 1 - z are swapped")
+    fails_with(ex.q2, lambda *a: gru_variant(*a, reset_bias_inside=False), "not its bias b_hn")
+    fails_with(ex.q2, lambda *a: gru_variant(*a, order="zrn"), "order z, r, n")
+    fails_with(ex.q2, lambda *a: (ref_gru_cell(*a), a[1]), "one tensor h_new")
 
-    fails_with(ex.q2, lm_loss, "runs without an error but is wrong")
+    def summed_like_lstm(x, h, W_ih, W_hh, b_ih, b_hh):
+        i_r, i_z, i_n = (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(3, dim=1)
+        z = torch.sigmoid(i_z)
+        return (1 - z) * torch.tanh(i_n) + z * h
 
-
-def test_q2_wrong_transpose():
-    def lm_loss(logits, targets):
-        V = logits.size(-1)
-        return F.cross_entropy(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))
-
-    fails_with(ex.q2, lm_loss, "(T, B) order")
+    fails_with(ex.q2, summed_like_lstm, "ignores the reset gate")
 
 
-def test_q2_transposed_targets():
-    def lm_loss(logits, targets):
-        V = logits.size(-1)
-        return F.cross_entropy(logits.reshape(-1, V), targets.T.reshape(-1))
+def test_reference_clip_matches_clip_grad_norm_():
+    params = [nn.Parameter(torch.zeros(3, 4)), nn.Parameter(torch.zeros(5))]
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(p.shape, generator=g) * 3 for p in params]
+    for p, grad in zip(params, grads):
+        p.grad = grad.clone()
+    nn.utils.clip_grad_norm_(params, 1.0)
+    for p, clipped in zip(params, ref_clip_grad_norm(grads, 1.0)):
+        assert torch.allclose(p.grad, clipped, atol=1e-6)
+    small = [t * 1e-3 for t in grads]
+    assert all(torch.equal(a, b) for a, b in zip(ref_clip_grad_norm(small, 1.0), small))
 
-    fails_with(ex.q2, lm_loss, "targets were transposed")
+
+def test_q3_typical_mistakes():
+    def per_tensor(grads, max_norm):
+        return [g * min(1.0, max_norm / (g.norm().item() + 1e-6)) for g in grads]
+
+    def scales_up(grads, max_norm):
+        total = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+        return [g * max_norm / total for g in grads]
+
+    def no_sqrt(grads, max_norm):
+        total = sum((g ** 2).sum() for g in grads).item()
+        return [g * min(1.0, max_norm / total) for g in grads]
+
+    def in_place(grads, max_norm):
+        total = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+        for g in grads:
+            g.mul_(min(1.0, max_norm / total))
+        return grads
+
+    fails_with(ex.q3, per_tensor, "its own norm")
+    fails_with(ex.q3, scales_up, "scaled UP")
+    fails_with(ex.q3, no_sqrt, "square root")
+    fails_with(ex.q3, lambda grads, m: [g.clamp(-m, m) for g in grads], "clip_grad_value_")
+    fails_with(ex.q3, in_place, "in place")
+    fails_with(ex.q3, lambda grads, m: None, "forget a `return`")
 
 
-def test_q2_sum_and_sign():
-    def summed(logits, targets):
-        V = logits.size(-1)
-        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="sum")
+def test_q3_torch_clip_earns_nothing():
+    def clip_grad_norm(grads, max_norm):
+        params = [nn.Parameter(torch.zeros_like(g)) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return [p.grad for p in params]
 
-    fails_with(ex.q2, summed, "sum over the")
-    fails_with(ex.q2, lambda lg, tg: -ref_lm_loss(lg, tg), "sign is flipped")
+    result = ex.q3.evaluate(clip_grad_norm)
+    assert not result.passed and "no points" in result.message, result.message

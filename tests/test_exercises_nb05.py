@@ -8,7 +8,8 @@ from exercise_helpers import fails_with, passes
 
 from lmlab.attention import causal_mask, scaled_dot_product_attention
 from lmlab.exercises import nb05 as ex
-from lmlab.exercises.nb05 import attention_case, attention_variant, ref_attention, ref_causal_mask, ref_split_heads
+from lmlab.exercises.nb05 import (attention_case, attention_variant, ref_attention, ref_causal_mask,
+                                  ref_sliding_window_mask, ref_split_qkv)
 
 
 @pytest.mark.parametrize("case", ex.q1.cases + ex.q1.hidden_cases(0))
@@ -24,15 +25,16 @@ def test_reference_causal_mask_matches_lmlab():
         assert torch.equal(ref_causal_mask(T), causal_mask(T))
 
 
-def test_reference_split_heads_matches_multi_head_layout():
-    x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)
-    y = ref_split_heads(x, 4)
-    assert y.shape == (2, 4, 3, 2)
-    assert torch.equal(y[1, 2, 0], x[1, 0, 4:6])  # head 2 of token 0 in row 1: channels 4, 5
+def test_reference_split_qkv_matches_multi_head_layout():
+    qkv = torch.arange(2 * 3 * 24.0).view(2, 3, 24)  # C = 8
+    q, k, v = ref_split_qkv(qkv, 4)
+    assert q.shape == k.shape == v.shape == (2, 4, 3, 2)
+    assert torch.equal(q[1, 2, 0], qkv[1, 0, 4:6])  # head 2 of token 0 in row 1: channels 4, 5 of q
+    assert torch.equal(v[1, 2, 0], qkv[1, 0, 20:22])  # ... and channels 16 + 4, 16 + 5 for v
 
 
-@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_attention), (ex.q2, ref_causal_mask),
-                                              (ex.q3, ref_split_heads)])
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_attention), (ex.q2, ref_sliding_window_mask),
+                                              (ex.q3, ref_split_qkv)])
 def test_reference_passes(exercise, answer):
     passes(exercise, answer)
 
@@ -75,39 +77,63 @@ def test_q1_stub_not_solved():
 
 
 def test_q2_typical_mistakes():
-    fails_with(ex.q2, lambda T: ~ref_causal_mask(T), "inverted")
-    fails_with(ex.q2, lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upper-triangular")
-    fails_with(ex.q2, lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is False")
-    fails_with(ex.q2, lambda T: torch.ones(T, T).tril(), "must be boolean")
+    fails_with(ex.q2, lambda T, w: ~ref_sliding_window_mask(T, w), "Your mask is inverted")
+    fails_with(ex.q2, lambda T, w: ref_sliding_window_mask(T, w).T, "Your mask is upper-triangular")
+    fails_with(ex.q2, lambda T, w: ref_causal_mask(T), "plain causal mask")
+    fails_with(ex.q2, lambda T, w: ref_sliding_window_mask(T, w + 1), "one key too many")
+    fails_with(ex.q2, lambda T, w: ref_sliding_window_mask(T, w).float(), "must be boolean")
+    fails_with(ex.q2, lambda T, w: ref_sliding_window_mask(T, w) & ~torch.eye(T, dtype=torch.bool), "diagonal")
+
+
+def test_q2_feedback_never_calls_a_wrong_mask_right():
+    """A triu answer is the learner's mask, described as what it is (never "The mask is upper-triangular")."""
+    result = fails_with(ex.q2, lambda T, w: torch.ones(T, T, dtype=torch.bool).triu(), "Your mask")
+    assert "The mask is upper-triangular" not in result.message
+
+
+def test_q2_window_at_least_T_is_the_causal_mask():
+    for T in (1, 3, 6):
+        assert torch.equal(ref_sliding_window_mask(T, T), ref_causal_mask(T))
+        assert torch.equal(ref_sliding_window_mask(T, T + 5), ref_causal_mask(T))
+    assert ref_sliding_window_mask(5, 2).sum(1).tolist() == [1, 2, 2, 2, 2]
 
 
 def test_q2_stub_not_solved():
-    def causal_mask(T):
+    def sliding_window_mask(T, window):
         raise NotImplementedError
 
-    fails_with(ex.q2, causal_mask, "Not yet solved")
+    fails_with(ex.q2, sliding_window_mask, "Not yet solved")
+
+
+def test_q3_reference_matches_split_then_heads():
+    qkv = torch.randn(2, 5, 3 * 12)
+    q, k, v = ref_split_qkv(qkv, 3)
+    for got, part in zip((q, k, v), qkv.split(12, dim=-1)):
+        assert torch.equal(got, part.view(2, 5, 3, 4).transpose(1, 2))
 
 
 def test_q3_typical_mistakes():
-    def view_only(x, n_head):
-        B, T, C = x.shape
-        return x.view(B, n_head, T, C // n_head)
+    def no_permute(qkv, n_head):
+        B, T, C3 = qkv.shape
+        return tuple(t.reshape(B, T, n_head, C3 // 3 // n_head) for t in qkv.split(C3 // 3, dim=-1))
 
-    def no_transpose(x, n_head):
-        B, T, C = x.shape
-        return x.view(B, T, n_head, C // n_head)
+    def per_head_layout(qkv, n_head):
+        B, T, C3 = qkv.shape
+        return tuple(qkv.view(B, T, n_head, 3, C3 // 3 // n_head).permute(3, 0, 2, 1, 4))
 
-    def interleaved(x, n_head):
-        B, T, C = x.shape
-        return x.view(B, T, C // n_head, n_head).permute(0, 3, 1, 2)
+    def reshape_not_permute(qkv, n_head):
+        B, T, C3 = qkv.shape
+        return tuple(qkv.view(B, T, 3, n_head, C3 // 3 // n_head).permute(2, 0, 1, 3, 4).reshape(3, B, n_head, T, -1))
 
-    fails_with(ex.q3, view_only, "wrong place", "transpose(1, 2)")
-    fails_with(ex.q3, no_transpose, "(B, T, nh, hs)")
-    fails_with(ex.q3, interleaved, "interleaved")
+    fails_with(ex.q3, no_permute, "(B, T, nh, hs)")
+    fails_with(ex.q3, per_head_layout, "(B, T, 3, nh, hs)")
+    fails_with(ex.q3, reshape_not_permute, "wrong place")
+    fails_with(ex.q3, lambda qkv, n: ref_split_qkv(qkv, n)[::-1], "order v, k, q")
+    fails_with(ex.q3, lambda qkv, n: None, "forget a `return`")
 
 
 def test_q3_stub_not_solved():
-    def split_heads(x, n_head):
+    def split_qkv(qkv, n_head):
         raise NotImplementedError
 
-    fails_with(ex.q3, split_heads, "Not yet solved")
+    fails_with(ex.q3, split_qkv, "Not yet solved")

@@ -7,29 +7,35 @@ import torch
 from exercise_helpers import fails_with, passes, solution_function
 
 from lmlab.exercises import nb07 as ex
-from lmlab.exercises.nb07 import ref_distinct_n, ref_top_k_filter, ref_top_p_filter, top_p_variant
+from lmlab.exercises.nb07 import (min_p_variant, penalty_variant, ref_min_p_filter, ref_repetition_penalty,
+                                  ref_top_k_filter)
 
 
-def test_reference_distinct_n_by_hand():
-    assert ref_distinct_n([1, 2, 1, 2], 2) == pytest.approx(2 / 3)
-    assert ref_distinct_n([5, 5, 5], 1) == pytest.approx(1 / 3)
-    assert ref_distinct_n([7, 8], 3) == 0.0
+def test_reference_min_p_by_hand():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    assert torch.isfinite(ref_min_p_filter(logits, 0.2)).tolist() == [True, True, True, False]  # 0.2 * 0.5 = 0.1
+    assert torch.isfinite(ref_min_p_filter(logits, 0.7)).tolist() == [True, False, False, False]
+    sure = torch.log(torch.tensor([0.9, 0.06, 0.04]))
+    assert torch.isfinite(ref_min_p_filter(sure, 0.05)).tolist() == [True, True, False]  # threshold 0.045
 
 
-def test_reference_top_p_keeps_crossing_token():
-    logits = torch.log(torch.tensor([0.2, 0.5, 0.3]))
-    assert torch.isfinite(ref_top_p_filter(logits, 0.7)).tolist() == [False, True, True]
-    assert torch.isfinite(ref_top_p_filter(logits, 0.4)).tolist() == [False, True, False]
+def test_reference_penalty_lowers_seen_tokens_only():
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    out = ref_repetition_penalty(logits, [0, 1, 1], 2.0)
+    assert out.tolist() == [1.0, -2.0, 0.5, 3.0]
+    assert logits.tolist() == [2.0, -1.0, 0.5, 3.0]  # the input is left alone
+    probs_before, probs_after = torch.softmax(logits, 0), torch.softmax(out, 0)
+    assert probs_after[0] < probs_before[0] and probs_after[1] < probs_before[1]
 
 
-@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_top_k_filter), (ex.q2, ref_top_p_filter),
-                                              (ex.q3, ref_distinct_n)])
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_top_k_filter), (ex.q2, ref_min_p_filter),
+                                              (ex.q3, ref_repetition_penalty)])
 def test_reference_passes(exercise, answer):
     passes(exercise, answer)
 
 
-@pytest.mark.parametrize("exercise, name", [(ex.q1, "top_k_filter"), (ex.q2, "top_p_filter"),
-                                            (ex.q3, "distinct_n")])
+@pytest.mark.parametrize("exercise, name", [(ex.q1, "top_k_filter"), (ex.q2, "min_p_filter"),
+                                            (ex.q3, "repetition_penalty")])
 def test_worked_solution_passes(exercise, name):
     result = exercise.evaluate(solution_function(exercise, name))
     assert result.passed, result.message
@@ -68,37 +74,19 @@ def test_q1_typical_mistakes():
 
 
 def test_q2_typical_mistakes():
-    def unsorted_scatter(logits, p):  # decides in sorted order but forgets to map back
-        sorted_logits, _ = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        return logits.masked_fill(probs.cumsum(-1) - probs >= p, float("-inf"))
-
-    fails_with(ex.q2, lambda lg, p: top_p_variant(lg, p, include_crossing=False), "crosses p is removed")
-    fails_with(ex.q2, lambda lg, p: top_p_variant(lg, p, sort=False), "vocabulary order")
-    fails_with(ex.q2, unsorted_scatter, "scatter(-1, order")
-    fails_with(ex.q2, lambda lg, p: ref_top_p_filter(lg, p).nan_to_num(neginf=0.0), "set to 0")
-    fails_with(ex.q2, lambda lg, p: None, "forget a `return`")
+    fails_with(ex.q2, lambda lg, m: min_p_variant(lg, m, "absolute"), "scales it by the most likely")
+    fails_with(ex.q2, lambda lg, m: min_p_variant(lg, m, "global max"), "per row")
+    fails_with(ex.q2, lambda lg, m: min_p_variant(lg, m, "logits"), "Compare probabilities")
+    fails_with(ex.q2, lambda lg, m: ref_min_p_filter(lg, m).nan_to_num(neginf=0.0), "set to 0")
+    fails_with(ex.q2, lambda lg, m: torch.softmax(ref_min_p_filter(lg, m), -1), "probability distribution")
+    fails_with(ex.q2, lambda lg, m: None, "forget a `return`")
 
 
 def test_q3_typical_mistakes():
-    def by_tokens(tokens, n):
-        ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-        return len(set(ngrams)) / len(tokens) if ngrams else 0.0
-
-    def missing_last(tokens, n):
-        ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n)]
-        return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
-
-    def unigrams(tokens, n):
-        return len(set(tokens)) / len(tokens)
-
-    def count(tokens, n):
-        return float(len({tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}))
-
-    fails_with(ex.q3, by_tokens, "number of tokens")
-    fails_with(ex.q3, missing_last, "last n-gram is missing")
-    fails_with(ex.q3, unigrams, "distinct-1 whatever n is")
-    fails_with(ex.q3, count, "number of distinct n-grams")
+    fails_with(ex.q3, lambda lg, prev, pen: penalty_variant(lg, prev, pen, "divide all"), "MORE likely")
+    fails_with(ex.q3, lambda lg, prev, pen: penalty_variant(lg, prev, pen, "per occurrence"), "once per occurrence")
+    fails_with(ex.q3, lambda lg, prev, pen: None, "forget a `return`")
+    fails_with(ex.q3, lambda lg, prev, pen: lg, "Your result")
 
 
 @pytest.mark.parametrize("exercise", [ex.q1, ex.q2, ex.q3])

@@ -1,4 +1,4 @@
-"""Exercises for notebook 04, "An LSTM language model": one LSTM step by hand, and the LM loss on (B, T, V) logits.
+"""Exercises for notebook 04, "From a table of logits to recurrent networks": an LSTM step, a GRU step, clipping.
 
 In the notebook::
 
@@ -15,37 +15,34 @@ with plain torch; B batch, T time, E input size, H hidden size, V vocabulary siz
 
 - q1 ``lstm_cell(x (B, E), h (B, H), c (B, H), W_ih (4H, E), W_hh (4H, H), b_ih (4H,), b_hh (4H,))
   -> (h_new (B, H), c_new (B, H))``: one step of ``nn.LSTM``, gates in PyTorch's order i, f, g, o.
-- q2 ``lm_loss(logits (B, T, V), targets (B, T)) -> scalar tensor``: the mean cross-entropy over all
-  B * T positions, as ``F.cross_entropy`` on flattened tensors.
+- q2 ``gru_cell(x (B, E), h (B, H), W_ih (3H, E), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h_new (B, H)``:
+  one step of ``nn.GRUCell``, blocks in PyTorch's order r, z, n, the reset gate applied to W_hn h + b_hn.
+- q3 ``clip_grad_norm(grads: list of tensors, max_norm) -> list of tensors``: every gradient scaled by
+  min(1, max_norm / global norm), as ``nn.utils.clip_grad_norm_`` (new tensors; the inputs unchanged).
 
 Tolerances: rtol 1e-4, atol 1e-5 (float32).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lmlab.exercises.core import (
     CheckFailed,
     Exercise,
     ExerciseSet,
-    LearnerError,
-    as_number,
     call_safely,
-    compare_numbers,
     compare_tensors,
     diagnosing,
-    number_near,
     tensors_close,
 )
 from lmlab.exercises.describe import type_name
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_lstm_cell", "ref_lm_loss", "lstm_variant", "lstm_case"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_lstm_cell", "ref_gru_cell", "ref_clip_grad_norm",
+           "lstm_variant", "gru_variant", "lstm_case", "gru_case"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -67,12 +64,6 @@ def lstm_variant(x, h, c, W_ih, W_hh, b_ih, b_hh, order="ifgo", tanh_c=True, g_a
 def ref_lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     """Reference for q1: the same numbers as ``nn.LSTMCell`` with these weights."""
     return lstm_variant(x, h, c, W_ih, W_hh, b_ih, b_hh)
-
-
-def ref_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Reference for q2: mean cross-entropy over all B * T positions."""
-    V = logits.size(-1)
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -178,97 +169,225 @@ def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 lm_loss
+# q2 gru_cell
 
 
-def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def gru_variant(x, h, W_ih, W_hh, b_ih, b_hh, order="rzn", reset_bias_inside=True, swap_update=False):
+    """One GRU step with switches for the typical mistakes (the defaults give nn.GRUCell's numbers)."""
+    gi = dict(zip(order, (x @ W_ih.T + b_ih).chunk(3, dim=1)))  # input parts, each (B, H)
+    gh = dict(zip(order, (h @ W_hh.T + b_hh).chunk(3, dim=1)))  # state parts, each (B, H)
+    r, z = torch.sigmoid(gi["r"] + gh["r"]), torch.sigmoid(gi["z"] + gh["z"])
+    if reset_bias_inside:
+        n = torch.tanh(gi["n"] + r * gh["n"])  # r * (W_hn h + b_hn), as PyTorch
+    else:
+        b_hn = dict(zip(order, b_hh.chunk(3)))["n"]
+        n = torch.tanh(gi["n"] + r * (gh["n"] - b_hn) + b_hn)  # r * (W_hn h) + b_hn
+    return z * n + (1 - z) * h if swap_update else (1 - z) * n + z * h
+
+
+def ref_gru_cell(x, h, W_ih, W_hh, b_ih, b_hh):
+    """Reference for q2: the same numbers as ``nn.GRUCell`` with these weights."""
+    return gru_variant(x, h, W_ih, W_hh, b_ih, b_hh)
+
+
+def gru_case(B: int, E: int, H: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Random x (B, E), h (B, H), W_ih (3H, E), W_hh (3H, H), b_ih and b_hh (3H,) from `seed`."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, T, V, generator=g) * 2, torch.randint(0, V, (B, T), generator=g)
+    shapes = [(B, E), (B, H), (3 * H, E), (3 * H, H), (3 * H,), (3 * H,)]
+    scales = [1.0, 1.0, 0.6, 0.6, 1.0, 1.0]
+    return tuple(torch.randn(*shape, generator=g) * scale for shape, scale in zip(shapes, scales))
 
 
-_Q2_CASES = [(2, 3, 5, 0), (4, 6, 6, 1), (3, 7, 7, 2), (1, 4, 3, 3)]  # two with T == V: no error, wrong number
-
-
-def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
-    T = rng.randint(2, 7)
-    return [(rng.randint(2, 4), T, T, rng.randrange(2**31)),  # T == V
-            (rng.randint(1, 4), rng.randint(2, 7), rng.randint(8, 12), rng.randrange(2**31))]
-
-
-def _check_lm_loss(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
-    for B, T, V, seed in cases:
-        logits, targets = _q2_case(B, T, V, seed)
-        shown = f"logits: random ({B}, {T}, {V}), targets: random ({B}, {T}) ids"
-        try:
-            raw = call_safely(fn, logits.clone(), targets.clone(), timeout=timeout, show_input=shown)
-        except LearnerError as exc:
-            if "Expected target size" in exc.message or "expected target size" in exc.message.lower():
-                raise CheckFailed(
-                    "F.cross_entropy got the (B, T, V) logits as they are: it reads dim 1 as the classes, so it "
-                    "expected targets of shape (B, V) and failed. Flatten both first: "
-                    "F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)) (or move the classes to dim 1 "
-                    "with logits.transpose(1, 2)).", input=shown, details=exc.details) from None
-            raise
-        got = as_number(raw, "lm_loss", show_input=shown)
-        expected = float(ref_lm_loss(logits, targets))
-        if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
+def _check_gru_cell(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+    for B, E, H, seed in cases:
+        args = gru_case(B, E, H, seed)
+        shown = f"B={B}, E={E}, H={H} (random x, h, weights; seed {seed})"
+        got = call_safely(fn, *[a.clone() for a in args], timeout=timeout, show_input=shown)
+        expected = ref_gru_cell(*args)
+        if _close(expected, got):
             continue
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
+        if got is None:
+            raise CheckFailed("`gru_cell` returned None. Did you forget a `return` statement?", input=shown)
+        if isinstance(got, (tuple, list)):
+            raise fail(f"`gru_cell` should return one tensor h_new of shape ({B}, {H}) (a GRU has no cell state), "
+                       f"but it returned a {type_name(got)}.")
         with diagnosing():
-            _diagnose_lm_loss(got, expected, logits, targets, CheckFailed.at(input=shown, expected=expected, got=got))
-        compare_numbers(expected, got, rtol=RTOL, atol=ATOL, name="Your loss", show_input=shown)
+            _diagnose_gru(args, got, fail)
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your h_new", show_input=shown)
 
 
-def _diagnose_lm_loss(got: float, expected: float, logits: torch.Tensor, targets: torch.Tensor, fail: Any) -> None:
-    B, T, V = logits.shape
-    near = number_near(got, rtol=RTOL, atol=ATOL)
-    if T == V and near(F.cross_entropy(logits, targets)):
-        raise fail(f"With T == V = {V} the unflattened call F.cross_entropy(logits, targets) runs without an "
-                   "error but is wrong: it reads dim 1 (time) as the classes and dim 2 as time. Flatten first: "
-                   "F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)).")
-    if B > 1 and near(F.cross_entropy(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))):
-        raise fail("The logits were flattened in (T, B) order (after a transpose(0, 1), as with batch_first=False) "
-                   "but the targets in (B, T) order, so each prediction is scored against another position's "
-                   "target. Flatten both the same way: logits.reshape(-1, V) and targets.reshape(-1).")
-    if B > 1 and near(F.cross_entropy(logits.reshape(-1, V), targets.T.reshape(-1))):
-        raise fail("The targets were transposed (targets.T) before flattening, so they no longer line up with "
-                   "the logits. Flatten both in (B, T) order: targets.reshape(-1).")
-    if near(expected * B * T):
-        raise fail(f"This is the sum over the {B * T} positions; the loss is the mean (reduction='mean', the default).")
-    if near(-expected):
-        raise fail("The sign is flipped: the loss is the NEGATIVE mean log-probability of the targets.")
+def _diagnose_gru(args: tuple[torch.Tensor, ...], got: Any, fail: Any) -> None:
+    if _close(gru_variant(*args, swap_update=True), got):
+        raise fail("z and 1 - z are swapped: PyTorch keeps the old state with z, h_new = (1 - z) * n + z * h. "
+                   "(The GRU paper writes it the other way round; what matters is matching nn.GRUCell.)")
+    if _close(gru_variant(*args, reset_bias_inside=False), got):
+        raise fail("The reset gate multiplies W_hn h but not its bias b_hn. In PyTorch it multiplies both: "
+                   "n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). Compute h @ W_hh.T + b_hh first, then chunk.")
+    for order in ("zrn", "nrz", "rnz"):
+        if _close(gru_variant(*args, order=order), got):
+            raise fail(f"The gate blocks are read in the order {', '.join(order)}. nn.GRUCell stacks them as "
+                       "r, z, n (reset, update, candidate): r, z, n = gates.chunk(3, dim=1).")
+    x, h, W_ih, W_hh, b_ih, b_hh = args
+    gates = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh  # (B, 3H): all summed, as an LSTM would
+    i_r, i_z, i_n = gates.chunk(3, dim=1)
+    r, z = torch.sigmoid(i_r), torch.sigmoid(i_z)
+    if _close((1 - z) * torch.tanh(i_n) + z * h, got):
+        raise fail("The candidate ignores the reset gate: input and state parts were summed before the chunk, as "
+                   "in an LSTM. Keep them apart for n: n = tanh(i_n + r * h_n) with i_n from x @ W_ih.T + b_ih "
+                   "and h_n from h @ W_hh.T + b_hh.")
 
 
 q2 = Exercise(
     name="q2",
-    title="lm_loss(logits, targets)",
-    points=1,
+    title="gru_cell(x, h, W_ih, W_hh, b_ih, b_hh)",
+    points=2,
     prompt=(
-        "Write `lm_loss(logits, targets)` that returns the language-model loss as a scalar tensor: the mean "
-        "cross-entropy over all B * T positions, where logits has shape (B, T, V) and targets (B, T) holds the "
-        "ids of the next tokens. F.cross_entropy wants (N, V) logits and (N,) targets."
+        "Write `gru_cell(x, h, W_ih, W_hh, b_ih, b_hh)` that computes one GRU step exactly as nn.GRUCell does and "
+        "returns h_new. Shapes: x (B, E), h (B, H), W_ih (3H, E), W_hh (3H, H), b_ih and b_hh (3H,); the blocks "
+        "are stacked in the order r, z, n. r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z likewise, "
+        "n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h_new = (1 - z) * n + z * h."
     ),
-    checker=_check_lm_loss,
-    cases=_Q2_CASES,
-    hidden=_q2_hidden,
+    checker=_check_gru_cell,
+    cases=[(2, 3, 4, 0), (1, 5, 2, 1), (3, 4, 6, 2)],
+    hidden=_q1_hidden,
     hints=[
-        "F.cross_entropy(input, target) treats dim 1 of `input` as the classes. In (B, T, V) logits dim 1 is time.",
-        "Merge batch and time into one dimension of N = B * T predictions, the same way for logits and targets.",
-        "V = logits.size(-1); return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))",
+        "Unlike the LSTM you cannot add the input and state parts before splitting: the reset gate multiplies the "
+        "state's part of n only. Compute gi = x @ W_ih.T + b_ih and gh = h @ W_hh.T + b_hh, both (B, 3H).",
+        "Chunk each into three (B, H) blocks in the order r, z, n. r and z are sigmoids of the sums of their "
+        "blocks; n = tanh(gi_n + r * gh_n).",
+        "return (1 - z) * n + z * h   # z near 1 keeps the old state",
     ],
     solution_code='''\
-import torch.nn.functional as F
+import torch
 
-def lm_loss(logits, targets):
-    V = logits.size(-1)
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))   # (B*T, V) vs (B*T,)
+def gru_cell(x, h, W_ih, W_hh, b_ih, b_hh):
+    i_r, i_z, i_n = (x @ W_ih.T + b_ih).chunk(3, dim=1)   # the input's parts, each (B, H)
+    h_r, h_z, h_n = (h @ W_hh.T + b_hh).chunk(3, dim=1)   # the state's parts
+    r = torch.sigmoid(i_r + h_r)                           # reset: how much of the state the candidate sees
+    z = torch.sigmoid(i_z + h_z)                           # update: how much of the old state to keep
+    n = torch.tanh(i_n + r * h_n)                          # candidate
+    return (1 - z) * n + z * h
 ''',
     explanation=(
-        "Every position of every row is one classification problem over V tokens, so the loss is the mean of "
-        "B * T cross-entropies. reshape(-1, V) merges B and T in row-major order and targets.reshape(-1) does the "
-        "same, so prediction n lines up with target n. Passing (B, T, V) directly makes PyTorch read dim 1 as "
-        "the classes: an error in general, and a silently wrong number when T happens to equal V."
+        "The update gate z plays the forget gate's role and the input gate's at once: the new state is a convex "
+        "mix of the old state (weight z) and the candidate (weight 1 - z), so with z near 1 the state, and the "
+        "gradient through it, passes a step almost unchanged, as along the LSTM's cell path. The reset gate r "
+        "decides how much of the old state the candidate may look at. A GRU has 3H rows of weights where an LSTM "
+        "has 4H, and no separate cell state. PyTorch applies r after adding b_hn, which is why the input and "
+        "state parts must be kept apart until then."
     ),
 )
 
-EXERCISES = ExerciseSet("nb04", "04 · An LSTM language model", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 clip_grad_norm
+
+
+def ref_clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """Reference for q3: the gradients scaled by min(1, max_norm / global norm), as nn.utils.clip_grad_norm_."""
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = min(1.0, max_norm / (float(total) + 1e-6))
+    return [g * scale for g in grads]
+
+
+def _grads_case(shapes: list[tuple[int, ...]], scale: float, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g) * scale for shape in shapes]
+
+
+_Q3_CASES = [  # (shapes, scale, max_norm, seed)
+    ([(3, 4), (4,)], 1.0, 1.0, 0),  # norm about 4: clipped
+    ([(2, 2), (5,), (3, 1, 2)], 0.05, 1.0, 1),  # norm about 0.2: unchanged
+    ([(6,)], 3.0, 0.5, 2),  # one tensor
+    ([(4, 4), (4,), (4, 2)], 2.0, 5.0, 3),
+]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple[list[tuple[int, ...]], float, float, int]]:
+    shapes = [(rng.randint(1, 5), rng.randint(1, 5)) for _ in range(rng.randint(2, 4))]
+    return [(shapes, rng.choice([2.0, 5.0]), rng.choice([0.5, 1.0]), rng.randrange(2**31)),
+            (shapes[:1], 0.01, 1.0, rng.randrange(2**31))]
+
+
+def _check_clip(fn: Any, timeout: float, cases: list[tuple[list[tuple[int, ...]], float, float, int]]) -> None:
+    for shapes, scale, max_norm, seed in cases:
+        grads = _grads_case(shapes, scale, seed)
+        norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+        shown = (f"{len(grads)} random tensors of shapes {shapes} (global norm {norm:.3g}, seed {seed}), "
+                 f"max_norm={max_norm}")
+        got = call_safely(fn, [g.clone() for g in grads], max_norm, timeout=timeout, show_input=shown)
+        expected = ref_clip_grad_norm(grads, max_norm)
+        same_length = isinstance(got, (list, tuple)) and len(got) == len(expected)
+        if same_length and all(_close(e, g) for e, g in zip(expected, got)):
+            continue
+        if got is None:
+            raise CheckFailed("`clip_grad_norm` returned None. Did you forget a `return` statement? (Return new "
+                              "tensors; do not change the gradients in place.)", input=shown)
+        if not (isinstance(got, (list, tuple)) and len(got) == len(expected)):
+            raise CheckFailed(f"`clip_grad_norm` should return a list of {len(expected)} tensors (one per gradient), "
+                              f"but it returned {type_name(got)}.", input=shown)
+        fail = CheckFailed.at(input=shown, expected=expected, got=got)
+        with diagnosing():
+            _diagnose_clip(grads, max_norm, norm, list(got), fail)
+        for i, (e, g) in enumerate(zip(expected, got)):
+            compare_tensors(e, g, rtol=RTOL, atol=ATOL, name=f"Your tensor {i}", show_input=shown)
+
+
+def _diagnose_clip(grads: list[torch.Tensor], max_norm: float, norm: float, got: list[Any], fail: Any) -> None:
+    if norm < max_norm and all(_close(g * (max_norm / norm), r) for g, r in zip(grads, got)):
+        raise fail(f"The global norm {norm:.3g} is already below max_norm={max_norm}, but your gradients were scaled "
+                   "UP to max_norm. Clipping only shrinks: scale by min(1, max_norm / norm).")
+    per_tensor = [g * min(1.0, max_norm / (float(g.norm()) + 1e-6)) for g in grads]
+    if len(grads) > 1 and all(_close(p, r) for p, r in zip(per_tensor, got)):
+        raise fail("Each tensor was clipped by its own norm. The norm is global: sqrt of the sum of the squares of "
+                   "ALL entries of all the tensors; then every tensor is scaled by the same factor, which keeps the "
+                   "direction of the whole update.")
+    squared = sum((g.double() ** 2).sum() for g in grads).item()
+    if all(_close(g * min(1.0, max_norm / squared), r) for g, r in zip(grads, got)):
+        raise fail("The norm is missing its square root: norm = sqrt(sum of squares).")
+    clamped = [g.clamp(-max_norm, max_norm) for g in grads]
+    if all(_close(c, r) for c, r in zip(clamped, got)):
+        raise fail("Each entry was clamped to [-max_norm, max_norm] (that is clip_grad_value_). Clipping by norm "
+                   "scales all the gradients by one factor, so the direction of the update stays the same.")
+
+
+q3 = Exercise(
+    name="q3",
+    title="clip_grad_norm(grads, max_norm)",
+    points=1,
+    prompt=(
+        "Write `clip_grad_norm(grads, max_norm)` for a list of gradient tensors of any shapes: compute their global "
+        "norm sqrt(sum over all tensors of the sum of squares), and return a NEW list of tensors, each multiplied "
+        "by min(1, max_norm / norm) (as torch.nn.utils.clip_grad_norm_ scales the .grad tensors in place). "
+        "Leave the input tensors unchanged."
+    ),
+    checker=_check_clip,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
+    forbidden=("torch.nn.utils.clip_grad.clip_grad_norm_", "torch.nn.utils.clip_grad_norm_"),
+    hints=[
+        "One norm for all of them: add up (g ** 2).sum() over every tensor g, then take the square root.",
+        "The factor is max_norm / norm when the norm is above max_norm, and 1 otherwise: min(1.0, max_norm / norm). "
+        "(clip_grad_norm_ adds 1e-6 to the norm to avoid dividing by 0.)",
+        "total = torch.sqrt(sum((g ** 2).sum() for g in grads)); scale = min(1.0, max_norm / (total.item() + 1e-6)); "
+        "return [g * scale for g in grads]",
+    ],
+    solution_code='''\
+import torch
+
+def clip_grad_norm(grads, max_norm):
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))   # the global norm
+    scale = min(1.0, max_norm / (total.item() + 1e-6))                # shrink only, never grow
+    return [g * scale for g in grads]                                  # new tensors: the inputs stay as they are
+''',
+    explanation=(
+        "All the gradients together form one vector, the direction in which the loss rises fastest. Scaling every "
+        "tensor by the same factor keeps that direction and caps the step length at lr * max_norm, so a rare "
+        "huge gradient (an exploding product of Jacobians in an RNN, a bad batch) cannot throw the weights far. "
+        "Clipping each tensor by its own norm, or each entry to a range, changes the direction. The factor is "
+        "1 when the norm is already small, so ordinary steps are untouched."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb04", "04 · From an MLP to an LSTM language model", [q1, q2, q3])
 progress = EXERCISES.progress

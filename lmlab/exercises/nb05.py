@@ -1,4 +1,4 @@
-"""Exercises for notebook 05, "Self-attention": attention by hand, the causal mask, and splitting heads.
+"""Exercises for notebook 05, "Self-attention": attention by hand, a sliding-window mask, splitting a fused qkv.
 
 In the notebook::
 
@@ -16,8 +16,10 @@ with plain torch; B batch, T time, C channels, nh heads, hs head size C // nh):
 - q1 ``attention(q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v), mask=None)
   -> (out (..., T_q, d_v), weights (..., T_q, T_k))``: softmax(q k^T / sqrt(d_k)) v, with a boolean
   mask where True = may attend (the convention of ``lmlab.attention``).
-- q2 ``causal_mask(T) -> (T, T) bool``: True where query i may attend to key j, i.e. j <= i.
-- q3 ``split_heads(x (B, T, C), n_head) -> (B, nh, T, hs)``: head h takes channels h*hs:(h+1)*hs.
+- q2 ``sliding_window_mask(T, window) -> (T, T) bool``: True where query i may attend to key j, i.e.
+  i - window < j <= i (local causal attention; window >= T gives the causal mask).
+- q3 ``split_qkv(qkv (B, T, 3C), n_head) -> (q, k, v)`` each (B, nh, T, hs): the fused projection's output,
+  [all of q | all of k | all of v], split into heads with one view and one permute.
 
 Tolerances: rtol 1e-4, atol 1e-5 (float32).
 """
@@ -41,8 +43,8 @@ from lmlab.exercises.core import (
 )
 from lmlab.exercises.describe import type_name
 
-__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_attention", "ref_causal_mask", "ref_split_heads",
-           "attention_variant", "attention_case"]
+__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_attention", "ref_causal_mask", "ref_sliding_window_mask",
+           "ref_split_qkv", "attention_variant", "attention_case"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -72,14 +74,8 @@ def ref_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
 
 
 def ref_causal_mask(T: int) -> torch.Tensor:
-    """Reference for q2: lower-triangular True, (T, T)."""
+    """The causal mask: lower-triangular True, (T, T) (q2 with window >= T)."""
     return torch.ones(T, T, dtype=torch.bool).tril()
-
-
-def ref_split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
-    """Reference for q3: (B, T, C) -> (B, nh, T, hs)."""
-    B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
 
 
 def _close(a: torch.Tensor, b: Any) -> bool:
@@ -235,69 +231,103 @@ def attention(q, k, v, mask=None):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 causal_mask
+# q2 sliding_window_mask
 
 
-def _check_causal_mask(fn: Any, timeout: float, cases: list[int]) -> None:
-    for T in cases:
-        shown = f"T={T}"
-        got = call_safely(fn, T, timeout=timeout, show_input=shown)
-        expected = ref_causal_mask(T)
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype != torch.bool:
-            if bool(((got != 0) == expected).all()):
-                raise CheckFailed(f"The pattern is right but the dtype is {got.dtype}; the mask must be boolean "
-                                  "(True = may attend): torch.ones(T, T, dtype=torch.bool).tril() or .bool().",
-                                  input=shown, expected=expected, got=got)
+def ref_sliding_window_mask(T: int, window: int) -> torch.Tensor:
+    """Reference for q2: True where i - window < j <= i, (T, T). Example: T=3, window=2 ->
+    [[T, F, F], [T, T, F], [F, T, T]]."""
+    i = torch.arange(T)[:, None]  # (T, 1) queries
+    j = torch.arange(T)[None, :]  # (1, T) keys
+    return (j <= i) & (j > i - window)
+
+
+def _check_sliding_window(fn: Any, timeout: float, cases: list[tuple[int, int]]) -> None:
+    for T, w in cases:
+        shown = f"T={T}, window={w}"
+        got = call_safely(fn, T, w, timeout=timeout, show_input=shown)
+        expected = ref_sliding_window_mask(T, w)
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype == torch.bool:
             if torch.equal(got, expected):
                 continue
-            fail = CheckFailed.at(input=shown, expected=expected, got=got)
-            if torch.equal(got, ~expected):
-                raise fail("The mask is inverted: True marks the blocked (future) positions, which is "
-                           "nn.MultiheadAttention's convention. In lmlab True = may attend: query i (row i) may see "
-                           "keys j <= i, a lower-triangular mask (tril).")
-            if torch.equal(got, expected.T):
-                raise fail("The mask is upper-triangular (triu): row i is query i and it may see keys j <= i, "
-                           "so the True values are on and below the diagonal: .tril().")
-            if torch.equal(got, expected.tril(-1)):
-                raise fail("The diagonal is False: a token may attend to itself (j = i). Use .tril() "
-                           "(diagonal=0), not .tril(-1).")
+            with diagnosing():
+                _diagnose_window(got, T, w, CheckFailed.at(input=shown, expected=expected, got=got))
+        elif isinstance(got, torch.Tensor) and got.shape == expected.shape and bool(((got != 0) == expected).all()):
+            raise CheckFailed(f"The pattern is right but the dtype is {got.dtype}; the mask must be boolean "
+                              "(True = may attend): compare with <, <=, or call .bool().",
+                              input=shown, expected=expected, got=got)
         compare_tensors(expected, got, name="Your mask", show_input=shown, exact_dtype=True)
+
+
+def _diagnose_window(got: torch.Tensor, T: int, w: int, fail: Any) -> None:
+    expected = ref_sliding_window_mask(T, w)
+    if torch.equal(got, ~expected):
+        raise fail("Your mask is inverted: it is True at the blocked positions, which is nn.MultiheadAttention's "
+                   "convention. In lmlab True = may attend.")
+    if torch.equal(got, expected.T):
+        raise fail("Your mask is upper-triangular: its True values lie on and above the diagonal, so query i "
+                   "(row i) would see keys j >= i, the future. A causal mask is lower-triangular: key j is allowed "
+                   "when i - window < j <= i.")
+    if w < T and torch.equal(got, ref_causal_mask(T)):
+        raise fail(f"Your mask is the plain causal mask: every query sees all earlier keys. With window={w} "
+                   f"query i sees only the {w} keys i - {w - 1}, ..., i (itself included).")
+    for other, what in ((w + 1, "one key too many"), (w - 1, "one key too few")):
+        if other >= 1 and torch.equal(got, ref_sliding_window_mask(T, other)):
+            raise fail(f"Your mask lets each query see {other} keys instead of window={w} ({what}): query i sees "
+                       f"keys i - window < j <= i, which is window keys counting itself.")
+    if torch.equal(got, expected & ~torch.eye(T, dtype=torch.bool)):
+        raise fail("Your mask blocks the diagonal: a token may attend to itself (j = i).")
 
 
 q2 = Exercise(
     name="q2",
-    title="causal_mask(T)",
+    title="sliding_window_mask(T, window)",
     points=1,
     prompt=(
-        "Write `causal_mask(T)` that returns a (T, T) boolean tensor, True where query i (row) may attend to "
-        "key j (column): j <= i, so a token sees itself and the past but not the future."
+        "Sliding-window (local) attention, as in Longformer and Mistral: each token sees only the last `window` "
+        "tokens, itself included. Write `sliding_window_mask(T, window)` that returns a (T, T) boolean tensor, "
+        "True where query i (row) may attend to key j (column): i - window < j <= i. With window >= T it is the "
+        "causal mask."
     ),
-    checker=_check_causal_mask,
-    cases=[4, 6, 1],
-    hidden=lambda rng: [rng.randint(2, 12) for _ in range(2)],
+    checker=_check_sliding_window,
+    cases=[(4, 2), (6, 3), (5, 1), (5, 5), (3, 10), (1, 1)],
+    hidden=lambda rng: [(T, rng.randint(1, T + 2)) for T in (rng.randint(3, 12), rng.randint(3, 12))],
     forbidden=("lmlab.attention.causal_mask",),
     hints=[
-        "Draw it for T = 3: row 0 has one True, row 1 two, row 2 three. Which triangle is that?",
-        "torch.tril keeps the lower triangle, including the diagonal. Start from a (T, T) tensor of True.",
-        "return torch.ones(T, T, dtype=torch.bool).tril()",
+        "Draw it for T = 5, window = 2: row i has True at columns i - 1 and i (only column 0 in row 0). It is a "
+        "band along the diagonal, below it.",
+        "Compare index grids: i = torch.arange(T)[:, None] (queries, a column) and j = torch.arange(T)[None, :] "
+        "(keys, a row) broadcast to (T, T).",
+        "return (j <= i) & (j > i - window)",
     ],
     solution_code='''\
 import torch
 
-def causal_mask(T):
-    return torch.ones(T, T, dtype=torch.bool).tril()   # row i: True for keys 0..i
+def sliding_window_mask(T, window):
+    i = torch.arange(T)[:, None]           # (T, 1): the query of each row
+    j = torch.arange(T)[None, :]           # (1, T): the key of each column
+    return (j <= i) & (j > i - window)     # causal, and at most window - 1 steps back
 ''',
     explanation=(
-        "A language model predicts token t + 1 from tokens 0..t, so during training query t must not see the "
-        "keys after it; otherwise it could read the answer. Row i of the mask is query i, column j key j, and "
-        "j <= i is the lower triangle with its diagonal. Boolean with True = may attend is lmlab's convention "
-        "(and F.scaled_dot_product_attention's); nn.MultiheadAttention wants the inverse, ~mask."
+        "Broadcasting a column of query positions against a row of key positions gives every (i, j) pair at "
+        "once; the two comparisons keep the past (j <= i) and cut it at window keys (j > i - window). Each row "
+        "then has at most `window` True values, so the cost of attention grows as T * window instead of T^2. "
+        "Information from further back still arrives, one window per layer: after L layers a token can draw on "
+        "about L * window earlier tokens. The equivalent with triangles is "
+        "torch.ones(T, T, dtype=torch.bool).tril() & ~torch.ones(T, T, dtype=torch.bool).tril(-window)."
     ),
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q3 split_heads
+# q3 split_qkv
+
+
+def ref_split_qkv(qkv: torch.Tensor, n_head: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference for q3: (B, T, 3C) -> q, k, v each (B, nh, T, hs), qkv = [all of q | all of k | all of v]."""
+    B, T, C3 = qkv.shape
+    hs = C3 // 3 // n_head
+    q, k, v = qkv.view(B, T, 3, n_head, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+    return q, k, v
 
 
 _Q3_CASES = [(2, 3, 8, 2), (1, 5, 12, 3), (2, 4, 6, 6), (3, 2, 8, 1)]  # (B, T, C, nh)
@@ -311,59 +341,94 @@ def _q3_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
     return cases
 
 
-def _check_split_heads(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+def _qkv_case(B: int, T: int, C: int) -> torch.Tensor:
+    return torch.arange(B * T * 3 * C, dtype=torch.float32).view(B, T, 3 * C)  # readable: value = its flat index
+
+
+def _check_split_qkv(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
     for B, T, C, nh in cases:
-        hs = C // nh
-        x = torch.arange(B * T * C, dtype=torch.float32).view(B, T, C)  # readable values: channel + C * (t + T * b)
-        shown = f"x = torch.arange({B * T * C}.).view({B}, {T}, {C}), n_head={nh} (head size {hs})"
-        got = call_safely(fn, x.clone(), nh, timeout=timeout, show_input=shown)
-        expected = ref_split_heads(x, nh)
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape and _close(expected, got):
+        qkv = _qkv_case(B, T, C)
+        shown = f"qkv = torch.arange({B * T * 3 * C}.).view({B}, {T}, {3 * C}) (C={C}), n_head={nh}"
+        got = call_safely(fn, qkv.clone(), nh, timeout=timeout, show_input=shown)
+        expected = ref_split_qkv(qkv, nh)
+        if not (isinstance(got, (tuple, list)) and len(got) == 3):
+            extra = " Did you forget a `return` statement?" if got is None else ""
+            raise CheckFailed(f"`split_qkv` should return a tuple (q, k, v) of three tensors of shape "
+                              f"{tuple(expected[0].shape)}, but it returned {_type_of(got)}.{extra}", input=shown)
+        if all(_close(e, g) for e, g in zip(expected, got)):
             continue
-        fail = CheckFailed.at(input=shown, expected=f"shape {tuple(expected.shape)}", got=got)
         with diagnosing():
-            if got.shape == (B, T, nh, hs):
-                raise fail("The shape is (B, T, nh, hs): after the view, move the heads next to the batch with "
-                           ".transpose(1, 2) to get (B, nh, T, hs).")
-            if got.shape == expected.shape and nh > 1 and T > 1 and _close(x.view(B, nh, T, hs), got):
-                raise fail("A view straight to (B, nh, T, hs) has the right shape but cuts the memory in the wrong "
-                           "place: 'head 0' then holds all channels of the first tokens. View as (B, T, nh, hs) "
-                           "first (split each token's channels), then transpose(1, 2).")
-            if got.shape == expected.shape and nh > 1 and _close(x.view(B, T, hs, nh).permute(0, 3, 1, 2), got):
-                raise fail("The heads take interleaved channels (view(B, T, hs, nh)): head h must take the "
-                           "contiguous channels h*hs:(h+1)*hs, i.e. view(B, T, nh, hs).")
-        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your result", show_input=shown)
+            _diagnose_split_qkv(qkv, nh, got, CheckFailed.at(input=shown, expected=f"shape {tuple(expected[0].shape)}",
+                                                             got=got[0]))
+        for name, e, g in zip("qkv", expected, got):
+            compare_tensors(e, g, rtol=RTOL, atol=ATOL, name=f"Your {name}", show_input=shown)
+
+
+def _diagnose_split_qkv(qkv: torch.Tensor, nh: int, got: Any, fail: Any) -> None:
+    B, T, C3 = qkv.shape
+    C, hs = C3 // 3, C3 // 3 // nh
+    q, k, v = ref_split_qkv(qkv, nh)
+    shapes = [tuple(g.shape) if isinstance(g, torch.Tensor) else None for g in got]
+    if shapes == [(B, T, nh, hs)] * 3:
+        raise fail("Your q, k, v have shape (B, T, nh, hs): the heads must sit next to the batch dim, "
+                   "(B, nh, T, hs), so that attention treats them as separate batches. Permute the dims.")
+    if shapes == [(B, T, C)] * 3:
+        raise fail("Your q, k, v are still (B, T, C): split each into n_head heads of size hs = C // n_head, "
+                   "shape (B, nh, T, hs).")
+    if shapes != [tuple(q.shape)] * 3:
+        return
+    for name, perm in (("k, q, v", (k, q, v)), ("v, k, q", (v, k, q)), ("q, v, k", (q, v, k))):
+        if all(_close(e, g) for e, g in zip(perm, got)):
+            raise fail(f"The three tensors come back in the order {name}; return (q, k, v): the first C channels "
+                       "of qkv are q, the next C are k, the last C are v.")
+    per_head = qkv.view(B, T, nh, 3, hs).permute(3, 0, 2, 1, 4)  # the per-head interleaved layout
+    if all(_close(e, g) for e, g in zip(per_head, got)):
+        raise fail("Your split reads qkv as (B, T, nh, 3, hs), per head q, k, v side by side. Here qkv holds all "
+                   "of q, then all of k, then all of v (what nn.Linear(C, 3 * C) followed by .split(C) means), "
+                   "so view it as (B, T, 3, nh, hs).")
+    if nh > 1 and T > 1 and _close(qkv.view(B, T, 3, nh, hs).permute(2, 0, 1, 3, 4).reshape(3, B, nh, T, hs)[0],
+                                   got[0]):
+        raise fail("The shape is right but the numbers are not: reshaping (B, T, nh, hs) straight to "
+                   "(B, nh, T, hs) cuts the memory in the wrong place. Use permute (or transpose) to move the dims.")
 
 
 q3 = Exercise(
     name="q3",
-    title="split_heads(x, n_head)",
-    points=1,
+    title="split_qkv(qkv, n_head)",
+    points=2,
     prompt=(
-        "Write `split_heads(x, n_head)` that turns x of shape (B, T, C) into (B, nh, T, hs) with hs = C // nh: "
-        "head h gets channels h*hs to (h+1)*hs - 1 of every token, and the heads sit next to the batch dim so "
-        "that attention treats them as separate batches."
+        "The fused projection x @ W_qkv.T gives one tensor qkv of shape (B, T, 3C): channels 0..C-1 are q, "
+        "C..2C-1 are k, 2C..3C-1 are v. Write `split_qkv(qkv, n_head)` that returns (q, k, v), each of shape "
+        "(B, nh, T, hs) with hs = C // n_head, head h holding channels h*hs to (h+1)*hs - 1 of q (of k, of v). "
+        "Try to do it with one view and one permute, without splitting qkv first."
     ),
-    checker=_check_split_heads,
+    checker=_check_split_qkv,
     cases=_Q3_CASES,
     hidden=_q3_hidden,
     hints=[
-        "Two steps: first split each token's C channels into nh groups of hs, then reorder the dimensions.",
-        "x.view(B, T, n_head, C // n_head) has shape (B, T, nh, hs). Which two dims must swap?",
-        "return x.view(B, T, n_head, C // n_head).transpose(1, 2)",
+        "Name the dimensions the 3C channels hold, from the slowest to the fastest: which of q/k/v (3), which head "
+        "(nh), which channel of the head (hs). So view qkv as (B, T, 3, nh, hs).",
+        "You want (3, B, nh, T, hs): permute moves every dim at once. Dim 2 (q/k/v) goes first, then B (0), then "
+        "the heads (3), then T (1), then hs (4).",
+        "B, T, C3 = qkv.shape; hs = C3 // 3 // n_head; "
+        "q, k, v = qkv.view(B, T, 3, n_head, hs).permute(2, 0, 3, 1, 4); return q, k, v",
     ],
     solution_code='''\
-def split_heads(x, n_head):
-    B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)   # (B, T, nh, hs) -> (B, nh, T, hs)
+def split_qkv(qkv, n_head):
+    B, T, C3 = qkv.shape
+    hs = C3 // 3 // n_head
+    qkv = qkv.view(B, T, 3, n_head, hs)          # channels: which of q/k/v, which head, which channel
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)         # (3, B, nh, T, hs); iterating unpacks dim 0
+    return q, k, v
 ''',
     explanation=(
-        "In memory x is laid out token after token, each token's C channels contiguous. view(B, T, nh, hs) "
-        "splits every token's channels into nh contiguous groups without moving data, and transpose(1, 2) then "
-        "makes the head the second dim. A direct view(B, nh, T, hs) has the right shape but reads the flat "
-        "memory in the wrong order, so one 'head' would hold all the channels of the first few tokens. The "
-        "inverse (merging heads) is y.transpose(1, 2).reshape(B, T, C): reshape, because after a transpose the "
-        "tensor is no longer contiguous and view would fail."
+        "A view only relabels memory, so the new dims must follow the order in which the channels are laid out: "
+        "the 3C channels of a token are [q | k | v], each of them [head 0 | head 1 | ...], each head hs channels, "
+        "hence (B, T, 3, nh, hs). permute then reorders all five dims in one call, which transpose (two at a "
+        "time) would need several calls for; the result is not contiguous, which attention does not mind. "
+        "Unpacking a tensor iterates over its first dim, giving q, k and v. Some codebases (Megatron) store qkv "
+        "per head instead, (B, T, nh, 3, hs): the same code with another view, so read how the weights were "
+        "laid out before splitting."
     ),
 )
 

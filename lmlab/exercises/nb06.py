@@ -1,4 +1,4 @@
-"""Exercises for notebook 06, "A transformer language model": a GPT's parameter count, and a pre-LN block.
+"""Exercises for notebook 06, "A transformer language model": a GPT's parameter count, and dropout by hand.
 
 In the notebook::
 
@@ -15,8 +15,8 @@ T time, C channels):
 
 - q1 ``count_params(config: GPTConfig) -> int``: the number of parameters of ``lmlab.GPT(config)``, each
   tensor once (the output layer is tied to the token embedding), from the config's fields alone.
-- q2 ``block_forward(x (B, T, C), ln_1, attn, ln_2, mlp) -> (B, T, C)``: one pre-LayerNorm transformer
-  block, ``x + attn(ln_1(x))`` then ``+ mlp(ln_2(.))``, given its parts as functions (B, T, C) -> (B, T, C).
+- q2 ``dropout(x, p, u) -> tensor of x's shape``: inverted dropout with given uniform numbers u (x's shape):
+  0 where u < p, x / (1 - p) elsewhere; zeros for p = 1.
 
 Tolerances (q2): rtol 1e-4, atol 1e-5 (float32).
 """
@@ -27,7 +27,6 @@ import random
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from lmlab.exercises.core import (
     CheckFailed,
@@ -39,11 +38,9 @@ from lmlab.exercises.core import (
     diagnosing,
     tensors_close,
 )
-from lmlab.exercises.fixtures import FirstOutput
 from lmlab.models.gpt import GPTConfig
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_count_params", "ref_block_forward", "count_variant", "block_parts",
-           "wrong_blocks"]
+__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_count_params", "ref_dropout", "count_variant", "dropout_case"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -67,12 +64,6 @@ def count_variant(config: GPTConfig, *, tied: bool = True, linear_bias: bool | N
 def ref_count_params(config: GPTConfig) -> int:
     """Reference for q1: V C + T C + L (12 C^2 + 13 C) + 2 C with biases; equals sum of numel of GPT(config)."""
     return count_variant(config)
-
-
-def ref_block_forward(x, ln_1, attn, ln_2, mlp):
-    """Reference for q2: a pre-LayerNorm block (GPT-2)."""
-    x = x + attn(ln_1(x))  # (B, T, C)
-    return x + mlp(ln_2(x))  # (B, T, C)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -184,109 +175,100 @@ def count_params(config):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 block_forward
+# q2 dropout
 
 
-def block_parts(C: int, n_head: int, seed: int) -> tuple[nn.Module, ...]:
-    """Real parts of a GPT block with random weights, each a module (B, T, C) -> (B, T, C)."""
-    from lmlab.models.gpt import MLP, CausalSelfAttention
-
-    with torch.random.fork_rng():  # the parts' init, without touching the caller's random state
-        torch.manual_seed(seed)
-        cfg = GPTConfig(vocab_size=2, block_size=16, n_layer=1, n_head=n_head, n_embd=C)
-        ln_1, ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
-        attn, mlp = CausalSelfAttention(cfg), MLP(cfg)
-        with torch.no_grad():
-            for p in (*ln_1.parameters(), *ln_2.parameters(), *attn.parameters(), *mlp.parameters()):
-                p.add_(0.3 * torch.randn_like(p))  # no part is close to the identity or to zero
-    parts = (ln_1, FirstOutput(attn), ln_2, mlp)  # lmlab's attention returns (y, kv cache, weights): keep y
-    for m in parts:
-        m.eval()
-    return parts
+def ref_dropout(x: torch.Tensor, p: float, u: torch.Tensor) -> torch.Tensor:
+    """Reference for q2: inverted dropout with the given uniform numbers u; p = 1 gives zeros."""
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    return x * (u >= p) / (1.0 - p)  # keep where u >= p (probability 1 - p), scale the survivors
 
 
-_Q2_CASES = [(2, 5, 16, 2, 0), (1, 7, 8, 1, 1), (3, 4, 12, 3, 2)]
+def dropout_case(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x standard normal and u uniform in [0, 1), both of `shape`, from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g), torch.rand(*shape, generator=g)
 
 
-def wrong_blocks() -> list[tuple[Any, str]]:
-    """Typical wrong blocks, each (function of x, ln_1, attn, ln_2, mlp; what is wrong)."""
-    return [
-        (lambda x, l1, a, l2, m: l2((y := l1(x + a(x))) + m(y)),
-         "This is the post-LayerNorm block of the original transformer (LN after adding the branch). GPT-2 and "
-         "lmlab use pre-LN: normalize the branch's INPUT and add the branch's output to the un-normalized "
-         "stream: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))."),
-        (lambda x, l1, a, l2, m: m(l2(a(l1(x)))),
-         "The residual connections are missing: each sub-layer ADDS to the stream, x = x + attn(ln_1(x)), so "
-         "the input can flow through unchanged."),
-        (lambda x, l1, a, l2, m: (y := a(l1(x))) + m(l2(y)),
-         "The first residual connection is missing: after attention the stream is x + attn(ln_1(x)), not "
-         "attn(ln_1(x)) alone."),
-        (lambda x, l1, a, l2, m: m(l2(x + a(l1(x)))),
-         "The second residual connection is missing: the block returns y + mlp(ln_2(y)), with y the stream "
-         "after attention."),
-        (lambda x, l1, a, l2, m: (y := l1(x) + a(l1(x))) + m(l2(y)),
-         "The normalized input was added back to the stream (ln_1(x) + attn(ln_1(x))). The LayerNorm belongs "
-         "inside the branch only: x + attn(ln_1(x))."),
-        (lambda x, l1, a, l2, m: x + a(l1(x)) + m(l2(x)),
-         "Attention and MLP both read the block's input x (a 'parallel' block). In GPT-2 they are sequential: "
-         "the MLP reads the stream after attention was added, y = x + attn(ln_1(x)); return y + mlp(ln_2(y))."),
-        (lambda x, l1, a, l2, m: (y := x + m(l1(x))) + a(l2(y)),
-         "The sub-layers are in the wrong order: attention first (with ln_1), then the MLP (with ln_2)."),
-        (lambda x, l1, a, l2, m: (y := x + a(l2(x))) + m(l1(y)),
-         "ln_1 and ln_2 are swapped: ln_1 normalizes attention's input, ln_2 the MLP's."),
-    ]
+_Q2_CASES = [((4, 5), 0.2, 0), ((2, 3, 4), 0.5, 1), ((10,), 0.0, 2), ((6,), 0.9, 3), ((3, 3), 1.0, 4)]
 
 
-def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int, int]]:
-    nh = rng.randint(1, 4)
-    return [(rng.randint(1, 3), rng.randint(2, 8), nh * rng.randint(2, 6), nh, rng.randrange(2**31))]
+def _q2_hidden(rng: random.Random) -> list[tuple[tuple[int, ...], float, int]]:
+    return [((rng.randint(2, 6), rng.randint(2, 6)), rng.choice([0.1, 0.3, 0.6]), rng.randrange(2**31)),
+            ((rng.randint(5, 20),), 1.0, rng.randrange(2**31))]
 
 
-def _check_block_forward(fn: Any, timeout: float, cases: list[tuple[int, int, int, int, int]]) -> None:
-    for B, T, C, nh, seed in cases:
-        parts = block_parts(C, nh, seed)
-        x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
-        shown = f"x: random ({B}, {T}, {C}); ln_1, attn ({nh} heads), ln_2, mlp: a GPT block's parts, random weights"
-        with torch.no_grad():
-            got = call_safely(fn, x.clone(), *parts, timeout=timeout, show_input=shown)
-            expected = ref_block_forward(x, *parts)
-            if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
-                continue
-            with diagnosing():
-                for wrong, message in wrong_blocks():
-                    if tensors_close(got, wrong(x, *parts), rtol=RTOL, atol=ATOL):
-                        raise CheckFailed(message, input=shown, expected=expected, got=got)
-        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your block's output", show_input=shown)
+def _check_dropout(fn: Any, timeout: float, cases: list[tuple[tuple[int, ...], float, int]]) -> None:
+    for shape, p, seed in cases:
+        x, u = dropout_case(shape, seed)
+        shown = f"x: random {shape}, p={p}, u: uniform random numbers of the same shape (seed {seed})"
+        got = call_safely(fn, x.clone(), p, u.clone(), timeout=timeout, show_input=shown)
+        expected = ref_dropout(x, p, u)
+        if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
+            continue
+        with diagnosing():
+            _diagnose_dropout(x, p, u, got, CheckFailed.at(input=shown, expected=expected, got=got))
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your result", show_input=shown)
+
+
+def _diagnose_dropout(x: torch.Tensor, p: float, u: torch.Tensor, got: Any, fail: Any) -> None:
+    if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+        return
+    if p >= 1.0 and bool(torch.isnan(got).any()):
+        raise fail("With p = 1 every entry is dropped, and 0 / (1 - p) is 0 / 0 = NaN. Treat p = 1 on its own: "
+                   "return torch.zeros_like(x).")
+    keep, drop = u >= p, u < p
+    wrong = [(x * keep, "The survivors are not rescaled: divide them by 1 - p, so that the expected value of "
+                        "every entry stays x (otherwise the next layer sees smaller inputs in training than at "
+                        "evaluation, when dropout is off)."),
+             (x * keep * (1 - p), "The survivors are multiplied by 1 - p; they must be DIVIDED by it, to make up "
+                                  "for the dropped ones: E[output] = (1 - p) * x / (1 - p) = x."),
+             (x * drop / max(1 - p, 1e-12), "You keep the entries with u < p, which happens with probability p: "
+                                            "those are the ones to drop. Keep where u >= p.")]
+    for w, message in wrong:
+        if p < 1.0 and tensors_close(got, w, rtol=RTOL, atol=ATOL):
+            raise fail(message)
+    if 0.0 < p < 1.0 and not torch.equal(got == 0, drop):
+        raise fail("The dropped entries are not those where u < p. Use the given numbers u (as a real dropout "
+                   "layer would use torch.rand_like(x)), not new random numbers: the mask is u >= p.")
 
 
 q2 = Exercise(
     name="q2",
-    title="block_forward(x, ln_1, attn, ln_2, mlp)",
-    points=1,
+    title="dropout(x, p, u)",
+    points=2,
     prompt=(
-        "Write `block_forward(x, ln_1, attn, ln_2, mlp)` that returns the output of one pre-LayerNorm transformer "
-        "block (as GPT-2) for the residual stream x of shape (B, T, C). The four parts are functions from "
-        "(B, T, C) to (B, T, C): two LayerNorms, causal self-attention and the MLP."
+        "Write inverted dropout by hand: `dropout(x, p, u)` gets a tensor x, the drop probability p and a tensor u "
+        "of uniform random numbers in [0, 1) with x's shape (what torch.rand_like(x) would give). Drop (set to 0) "
+        "the entries where u < p, and divide the others by 1 - p, so that every entry keeps its expected value. "
+        "For p = 1 return zeros; for p = 0, x unchanged."
     ),
-    checker=_check_block_forward,
+    checker=_check_dropout,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
+    forbidden=("torch.nn.functional.dropout", "torch.dropout"),
     hints=[
-        "Each sub-layer reads a normalized copy of the stream and adds its output back to the stream.",
-        "Two steps, attention first: x = x + attn(ln_1(x)), then the MLP the same way with ln_2.",
-        "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)); return x",
+        "The mask of survivors is a boolean tensor: keep = u >= p. Each entry survives with probability 1 - p.",
+        "x * keep zeroes the dropped entries. The survivors' expected share is 1 - p, so divide by 1 - p.",
+        "if p >= 1: return torch.zeros_like(x)\nreturn x * (u >= p) / (1 - p)",
     ],
-    solution_code='''\
-def block_forward(x, ln_1, attn, ln_2, mlp):
-    x = x + attn(ln_1(x))    # attention reads a normalized copy; its output is added to the stream
-    x = x + mlp(ln_2(x))     # the MLP reads the stream after attention, the same way
-    return x
-''',
+    solution_code="""\
+import torch
+
+def dropout(x, p, u):
+    if p >= 1:                      # everything dropped (and 1 / (1 - p) would divide by zero)
+        return torch.zeros_like(x)
+    keep = u >= p                   # True with probability 1 - p
+    return x * keep / (1 - p)       # survivors scaled up: E[output] = x
+""",
     explanation=(
-        "The residual stream x is never normalized in place: each branch sees LN(x) and writes x + branch, so "
-        "the block's output is its input plus two corrections, and the whole network is a sum of such "
-        "corrections on top of the embeddings. That keeps gradients flowing to early layers without a long "
-        "learning-rate warmup, which post-LN (LN(x + branch(x)), the 2017 transformer) needs in deep stacks."
+        "Each entry is kept with probability 1 - p and then worth x / (1 - p), so its expected value is "
+        "(1 - p) * x / (1 - p) = x. This 'inverted' scaling at training time means evaluation needs nothing at "
+        "all: model.eval() switches dropout off and the next layer sees inputs of the same size as in training. "
+        "(The original paper scaled the weights by 1 - p at test time instead: the same expectation, more "
+        "bookkeeping.) nn.Dropout does exactly this with u = torch.rand_like(x), a fresh mask at every call, so "
+        "the network cannot count on any single unit being there."
     ),
 )
 

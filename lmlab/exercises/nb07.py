@@ -1,4 +1,4 @@
-"""Exercises for notebook 07, "Decoding": the top-k and top-p (nucleus) filters, and distinct-n.
+"""Exercises for notebook 07, "Decoding": top-k from scratch, a min-p filter, a repetition penalty.
 
 In the notebook::
 
@@ -14,16 +14,14 @@ The functions the learner writes (checked on several inputs against references; 
 
 - q1 ``top_k_filter(logits (..., V), k) -> (..., V)``: the k largest logits of each row kept, the others
   set to -inf (as ``lmlab.generate.top_k_filter``; the inputs have no ties).
-- q2 ``top_p_filter(logits (..., V), p) -> (..., V)``: the smallest set of most likely tokens whose
-  probability reaches p kept (the token that crosses p included), the others -inf
-  (as ``lmlab.generate.top_p_filter``; the inputs keep away from exact boundaries).
-- q3 ``distinct_n(tokens: list[int], n) -> float``: distinct n-grams / all n-grams (0.0 when
-  ``len(tokens) < n``).
+- q2 ``min_p_filter(logits (..., V), min_p) -> (..., V)``: the tokens whose probability is at least min_p
+  times the row's largest kept, the others -inf (the inputs keep away from exact boundaries).
+- q3 ``repetition_penalty(logits (V,), previous: list[int], penalty) -> (V,)``: the logit of every token in
+  ``previous`` divided by the penalty when positive, multiplied when negative, once per token (CTRL).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -33,16 +31,14 @@ from lmlab.exercises.core import (
     CheckFailed,
     Exercise,
     ExerciseSet,
-    as_number,
     call_safely,
     compare_tensors,
     diagnosing,
 )
 from lmlab.generate import top_k_filter as _lmlab_top_k
-from lmlab.generate import top_p_filter as _lmlab_top_p
 
-__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_distinct_n", "ref_top_k_filter", "ref_top_p_filter",
-           "top_p_variant"]
+__all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_top_k_filter", "ref_min_p_filter", "min_p_variant",
+           "ref_repetition_penalty", "penalty_variant"]
 
 # ----------------------------------------------------------------------------------------------------
 # References
@@ -51,17 +47,6 @@ __all__ = ["EXERCISES", "progress", "q1", "q2", "q3", "ref_distinct_n", "ref_top
 def ref_top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Reference for q1: ``lmlab.generate.top_k_filter``."""
     return _lmlab_top_k(logits, k)
-
-
-def ref_top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Reference for q2: ``lmlab.generate.top_p_filter``."""
-    return _lmlab_top_p(logits, p)
-
-
-def ref_distinct_n(tokens: list[int], n: int) -> float:
-    """Reference for q3. Example: ref_distinct_n([1, 2, 1, 2], 2) -> 2 / 3 ((1, 2) twice, (2, 1) once)."""
-    ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
 
 
 def _same_kept(expected: torch.Tensor, got: Any) -> bool:
@@ -195,194 +180,216 @@ def top_k_filter(logits, k):
     ),
 )
 
-# ----------------------------------------------------------------------------------------------------
-# q2 top_p_filter
-
-
 def _hand_case(probs: list[float]) -> torch.Tensor:
     return torch.log(torch.tensor(probs))
 
 
-_Q2_CASES = [  # (logits, p, shown)
-    (_hand_case([0.2, 0.5, 0.3]), 0.7, "probabilities [0.2, 0.5, 0.3], p=0.7"),
-    (_hand_case([0.2, 0.5, 0.3]), 0.4, "probabilities [0.2, 0.5, 0.3], p=0.4"),
-    (_hand_case([0.05, 0.1, 0.6, 0.25]), 0.9, "probabilities [0.05, 0.1, 0.6, 0.25], p=0.9"),
-    (_logits_case((4, 20), 5), 0.9, "logits: random (4, 20) (seed 5), p=0.9"),
-    (_logits_case((3, 30), 6, 1.0), 0.5, "logits: random (3, 30) (seed 6), p=0.5"),
-    (_logits_case((2, 3, 15), 7), 0.75, "logits: random (2, 3, 15) (seed 7), p=0.75"),
-    (_logits_case((3, 12), 8, 60.0), 0.9, "logits: random (3, 12) (seed 8) times 60, p=0.9"),  # exp() overflows
+# ----------------------------------------------------------------------------------------------------
+# q2 min_p_filter
+
+
+def ref_min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Reference for q2: keep the tokens whose probability is at least min_p times the row's largest."""
+    probs = torch.softmax(logits, dim=-1)  # (..., V)
+    keep = probs >= min_p * probs.max(dim=-1, keepdim=True).values  # (..., V)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def min_p_variant(logits: torch.Tensor, min_p: float, mistake: str) -> torch.Tensor:
+    """The typical wrong min-p filters, for diagnosis."""
+    probs = torch.softmax(logits, dim=-1)
+    if mistake == "absolute":  # threshold not scaled by the largest probability
+        keep = probs >= min_p
+    elif mistake == "global max":  # the largest probability of the whole tensor, not of each row
+        keep = probs >= min_p * probs.max()
+    else:  # "logits": the threshold applied to logits
+        keep = logits >= min_p * logits.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def _q2_case(shape: tuple[int, ...], seed: int, min_p: float, scale: float = 2.0) -> tuple[torch.Tensor, float, str]:
+    """Random logits away from the boundary: no probability within 1e-3 (relative) of min_p * max."""
+    while True:
+        logits = _logits_case(shape, seed, scale)
+        probs = torch.softmax(logits.double(), dim=-1)
+        ratio = probs / probs.max(dim=-1, keepdim=True).values
+        if bool(((ratio - min_p).abs() > 1e-3).all()):
+            return logits, min_p, f"logits: random {shape} (seed {seed}) times {scale:g}, min_p={min_p}"
+        seed += 1
+
+
+_Q2_CASES = [
+    (_hand_case([0.5, 0.3, 0.15, 0.05]), 0.2, "probabilities [0.5, 0.3, 0.15, 0.05], min_p=0.2"),
+    (_hand_case([0.9, 0.06, 0.04]), 0.05, "probabilities [0.9, 0.06, 0.04], min_p=0.05"),
+    _q2_case((4, 20), 5, 0.1),
+    _q2_case((3, 30), 6, 0.3, 1.0),
+    _q2_case((2, 3, 15), 7, 0.05),
+    _q2_case((3, 12), 8, 0.1, 60.0),  # exp() would overflow without a softmax
 ]
 
 
-def top_p_variant(logits: torch.Tensor, p: float, *, include_crossing: bool = True, sort: bool = True,
-                   scatter: bool = True) -> torch.Tensor:
-    """top-p with switches for the typical mistakes (the defaults give the reference)."""
-    if sort:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    else:
-        sorted_logits, order = logits, torch.arange(logits.size(-1)).expand_as(logits)
-    probs = torch.softmax(sorted_logits, dim=-1)
-    cum = probs.cumsum(-1)
-    drop_sorted = (cum - probs >= p) if include_crossing else (cum > p)
-    drop = drop_sorted.scatter(-1, order, drop_sorted) if scatter else drop_sorted
-    return logits.masked_fill(drop, float("-inf"))
-
-
 def _q2_hidden(rng: random.Random) -> list[tuple[torch.Tensor, float, str]]:
-    cases = []
-    while len(cases) < 3:
-        shape, seed, p = (rng.randint(1, 4), rng.randint(4, 30)), rng.randrange(2**31), rng.choice([0.3, 0.6, 0.9])
-        scale = 60.0 if len(cases) == 2 else rng.choice([1.0, 2.0, 4.0])
-        logits = _logits_case(shape, seed, scale)
-        probs = torch.softmax(torch.sort(logits, dim=-1, descending=True).values.double(), dim=-1)
-        if bool(((probs.cumsum(-1) - probs - p).abs() > 1e-3).all()):  # keep away from the boundary p
-            cases.append((logits, p, f"logits: random {shape} (seed {seed}) times {scale:g}, p={p}"))
-    return cases
+    return [_q2_case((rng.randint(1, 4), rng.randint(4, 30)), rng.randrange(2**31), rng.choice([0.05, 0.1, 0.3]),
+                     rng.choice([1.0, 2.0, 4.0])) for _ in range(3)]
 
 
-def _check_top_p(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, float, str]]) -> None:
-    for logits, p, shown in cases:
-        got = call_safely(fn, logits.clone(), p, timeout=timeout, show_input=shown)
-        expected = ref_top_p_filter(logits, p)
+def _check_min_p(fn: Any, timeout: float, cases: list[tuple[torch.Tensor, float, str]]) -> None:
+    for logits, min_p, shown in cases:
+        got = call_safely(fn, logits.clone(), min_p, timeout=timeout, show_input=shown)
+        expected = ref_min_p_filter(logits, min_p)
         if _same_kept(expected, got):
             continue
         with diagnosing():
-            _common_filter_failures("top_p_filter", expected, got, logits, shown)
-            _diagnose_top_p(got, expected, logits, p, CheckFailed.at(input=shown, expected=expected, got=got))
+            _common_filter_failures("min_p_filter", expected, got, logits, shown)
+            kept = _kept_mask(got)
+            fail = CheckFailed.at(input=shown, expected=expected, got=got)
+            messages = {
+                "absolute": "Your threshold is min_p itself. Min-p scales it by the most likely token's probability: "
+                            "keep token i when p_i >= min_p * max_j p_j, so the cut moves with the model's confidence.",
+                "global max": "The largest probability is taken over the whole tensor; take it per row: "
+                              "probs.max(dim=-1, keepdim=True).values.",
+                "logits": "The threshold is applied to the logits. Compare probabilities, p_i >= min_p * p_max "
+                          "(softmax first); on logits that is logit_i >= max_logit + log(min_p), not a product.",
+            }
+            for mistake, message in messages.items():
+                if torch.equal(kept, torch.isfinite(min_p_variant(logits, min_p, mistake))):
+                    raise fail(message)
         compare_tensors(expected, got, name="Your result", show_input=shown)
-
-
-def _diagnose_top_p(got: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, p: float, fail: Any) -> None:
-    kept = _kept_mask(got)
-    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, include_crossing=False))):
-        raise fail("The token that crosses p is removed, so the kept mass is below p (and with a small p "
-                   "nothing, not even the most likely token, may be left). Keep a token when the mass of "
-                   "the MORE likely tokens before it is still < p: drop where cumsum - probs >= p.")
-    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, scatter=False))):
-        raise fail("The decision made in sorted order is applied to the logits in vocabulary order. Map it "
-                   "back with the sort indices first: drop = drop_sorted.scatter(-1, order, drop_sorted).")
-    if torch.equal(kept, torch.isfinite(top_p_variant(logits, p, sort=False))):
-        raise fail("The cumulative sum runs over the tokens in vocabulary order. Sort the probabilities in "
-                   "descending order first (torch.sort(..., descending=True)), decide in that order, then "
-                   "scatter the decision back to the vocabulary order.")
-    exp_kept = torch.isfinite(expected)
-    if bool((kept.sum(-1) == exp_kept.sum(-1)).all()) and not torch.equal(kept, exp_kept):
-        raise fail("The right NUMBER of tokens is kept, but not the right tokens: after deciding in sorted "
-                   "order, map the decision back with the sort indices, e.g. "
-                   "drop_sorted.scatter(-1, order, drop_sorted).")
 
 
 q2 = Exercise(
     name="q2",
-    title="top_p_filter(logits, p)",
+    title="min_p_filter(logits, min_p)",
     points=2,
     prompt=(
-        "Write `top_p_filter(logits, p)` (nucleus filtering) that keeps, along the last dim, the smallest set of "
-        "most likely tokens whose total probability reaches p, and sets the other logits to float('-inf'). A "
-        "token is kept when the probability of the tokens more likely than it is still below p, so the token "
-        "that crosses p is kept (and the most likely token always is). Kept logits stay unchanged."
+        "Min-p sampling (Nguyen et al., 2024) cuts the tail relative to the model's confidence: along the last "
+        "dim, keep token i when its probability is at least min_p times the probability of the most likely "
+        "token, p_i >= min_p * max_j p_j, and set the other logits to float('-inf'). Write "
+        "`min_p_filter(logits, min_p)`; kept logits stay unchanged."
     ),
-    checker=_check_top_p,
+    checker=_check_min_p,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
-    forbidden=("lmlab.generate.top_p_filter",),
     hints=[
-        "Work in sorted order: torch.sort(logits, dim=-1, descending=True) gives the sorted logits and the "
-        "indices `order` that undo the sort.",
-        "probs = softmax(sorted logits); the mass before token i is probs.cumsum(-1) - probs. Drop where that "
-        "is >= p.",
-        "drop = drop_sorted.scatter(-1, order, drop_sorted) puts the decision back in vocabulary order; then "
-        "return logits.masked_fill(drop, float('-inf')).",
+        "Probabilities first: probs = torch.softmax(logits, dim=-1). The threshold of each row is "
+        "min_p * (the row's largest probability).",
+        "probs.max(dim=-1, keepdim=True).values has shape (..., 1), so it broadcasts against probs (..., V).",
+        "keep = probs >= min_p * probs.max(dim=-1, keepdim=True).values; "
+        "return logits.masked_fill(~keep, float('-inf'))",
     ],
-    solution_code='''\
+    solution_code="""\
 import torch
 
-def top_p_filter(logits, p):
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)   # most likely first
-    probs = torch.softmax(sorted_logits, dim=-1)
-    drop_sorted = probs.cumsum(dim=-1) - probs >= p      # mass of the more likely tokens already reaches p
-    drop = drop_sorted.scatter(-1, order, drop_sorted)   # back to vocabulary order
-    return logits.masked_fill(drop, float("-inf"))
-''',
+def min_p_filter(logits, min_p):
+    probs = torch.softmax(logits, dim=-1)                          # (..., V)
+    p_max = probs.max(dim=-1, keepdim=True).values                 # (..., 1): each row's most likely token
+    return logits.masked_fill(probs < min_p * p_max, float("-inf"))
+""",
     explanation=(
-        "The nucleus is the smallest head of the sorted distribution with mass >= p. Token i belongs to it "
-        "exactly when the tokens before it have not yet reached p (cumsum - probs < p), which always includes "
-        "the first token and the one that crosses p. Dropping where cumsum > p instead removes the crossing "
-        "token and keeps less than p. Unlike top-k, the number of kept tokens adapts to the model's "
-        "confidence: one or two when it is sure, many when it hesitates."
+        "When the model is sure (p_max = 0.9) the threshold min_p * 0.9 is high and few tokens survive; when it "
+        "hesitates (p_max = 0.1) the threshold drops and many do. Like top-p the number kept adapts, but the rule "
+        "needs no sort and no cumulative sum, and it reads as 'no token less than min_p times as likely as the "
+        "best'. Since p_i / p_max = exp(z_i - z_max), the same filter on logits is z_i >= z_max + log(min_p): "
+        "the softmax's normaliser cancels."
     ),
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q3 distinct_n
+# q3 repetition_penalty
 
 
-_Q3_CASES = [([1, 2, 2, 1, 2], 2), ([1, 2, 1, 2], 2), ([5, 5, 5, 5, 5], 1), ([1, 2, 3, 1, 2, 3, 1], 3),
-             ([3, 1, 4, 1, 5, 9, 2, 6], 2),
-             ([7, 8], 3), ([4, 4, 2, 4, 4, 2, 4, 4], 2), ([1, 2, 3], 3)]
+def ref_repetition_penalty(logits: torch.Tensor, previous: list[int], penalty: float) -> torch.Tensor:
+    """Reference for q3 (CTRL; Hugging Face's RepetitionPenaltyLogitsProcessor): logits (V,) of a new tensor."""
+    out = logits.clone()
+    seen = torch.tensor(sorted(set(previous)), dtype=torch.long)
+    if len(seen):
+        z = out[seen]
+        out[seen] = torch.where(z > 0, z / penalty, z * penalty)  # less likely either way
+    return out
 
 
-def _q3_hidden(rng: random.Random) -> list[tuple[list[int], int]]:
-    return [([rng.randrange(3) for _ in range(rng.randint(3, 20))], rng.randint(1, 3)) for _ in range(3)]
+def penalty_variant(logits: torch.Tensor, previous: list[int], penalty: float, mistake: str) -> torch.Tensor:
+    """The typical wrong penalties, for diagnosis."""
+    out = logits.clone()
+    for t in (previous if mistake == "per occurrence" else sorted(set(previous))):
+        out[t] = out[t] / penalty if (mistake == "divide all" or out[t] > 0) else out[t] * penalty
+    return out
 
 
-def _check_distinct_n(fn: Any, timeout: float, cases: list[tuple[list[int], int]]) -> None:
-    for tokens, n in cases:
-        shown = f"tokens={tokens}, n={n}"
-        raw = call_safely(fn, list(tokens), n, timeout=timeout, show_input=shown)
-        got = as_number(raw, "distinct_n", show_input=shown)
-        expected = ref_distinct_n(tokens, n)
-        if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-9):
+_Q3_CASES = [(8, [1, 2, 2, 5], 1.5, 0), (6, [], 2.0, 1), (10, [0, 9, 3, 3, 3], 1.2, 2), (5, [4, 4], 1.0, 3),
+             (12, [2, 7, 11, 7], 3.0, 4)]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple[int, list[int], float, int]]:
+    V = rng.randint(5, 20)
+    return [(V, [rng.randrange(V) for _ in range(rng.randint(2, 10))], rng.choice([1.3, 2.0]), rng.randrange(2**31))]
+
+
+def _check_penalty(fn: Any, timeout: float, cases: list[tuple[int, list[int], float, int]]) -> None:
+    for V, previous, penalty, seed in cases:
+        logits = _logits_case((V,), seed)
+        shown = f"logits: random ({V},) (seed {seed}), previous={previous}, penalty={penalty}"
+        got = call_safely(fn, logits.clone(), list(previous), penalty, timeout=timeout, show_input=shown)
+        expected = ref_repetition_penalty(logits, previous, penalty)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6):
             continue
-        fail = CheckFailed.at(input=shown, expected=expected, got=got)
-        N = len(tokens) - n + 1
-        if N > 0:
-            distinct = len({tuple(tokens[i:i + n]) for i in range(N)})
-            if math.isclose(got, distinct / len(tokens)):
-                raise fail(f"You divide by the number of tokens ({len(tokens)}); divide by the number of n-grams, "
-                           f"len(tokens) - n + 1 = {N}.")
-            if math.isclose(got, float(distinct)):
-                raise fail("This is the number of distinct n-grams; distinct-n divides it by the number of n-grams.")
-            if N > 1:
-                short = {tuple(tokens[i:i + n]) for i in range(N - 1)}
-                if math.isclose(got, len(short) / (N - 1)) or math.isclose(got, len(short) / N):
-                    raise fail(f"The last n-gram is missing: there are len(tokens) - n + 1 = {N} n-grams, "
-                               "range(len(tokens) - n + 1), not range(len(tokens) - n).")
-        if n > 1 and tokens and math.isclose(got, len(set(tokens)) / len(tokens)):
-            raise fail("This is distinct-1 whatever n is: count n-grams, tuple(tokens[i:i + n]), not single tokens.")
-        if N <= 0:
-            raise fail(f"With fewer than n = {n} tokens there are no n-grams; return 0.0.")
-        raise fail(f"distinct_n should be {expected:.4g} here: {len({tuple(tokens[i:i + n]) for i in range(N)})} "
-                   f"distinct n-grams out of {N}.")
+        with diagnosing():
+            fail = CheckFailed.at(input=shown, expected=expected, got=got)
+            if got is None:
+                raise CheckFailed("`repetition_penalty` returned None. Did you forget a `return` statement?",
+                                  input=shown)
+            messages = {
+                "divide all": "Every seen logit is divided by the penalty. A negative logit divided by 1.5 moves "
+                              "toward 0, so the token becomes MORE likely. Multiply negative logits by the "
+                              "penalty and divide positive ones.",
+                "per occurrence": "A token that occurs several times is penalised once per occurrence. The penalty "
+                                  "applies once to each token that occurred, however often (use set(previous)).",
+            }
+            for mistake, message in messages.items():
+                w = penalty_variant(logits, previous, penalty, mistake)
+                if isinstance(got, torch.Tensor) and got.shape == w.shape and torch.allclose(got, w, atol=1e-6):
+                    raise fail(message)
+        compare_tensors(expected, got, name="Your result", show_input=shown)
 
 
 q3 = Exercise(
     name="q3",
-    title="distinct_n(tokens, n)",
-    points=1,
+    title="repetition_penalty(logits, previous, penalty)",
+    points=2,
     prompt=(
-        "Write `distinct_n(tokens, n)` for a list of token ids: the number of different n-grams (runs of n "
-        "consecutive tokens) divided by the number of n-grams, len(tokens) - n + 1. Return 0.0 when there are "
-        "fewer than n tokens."
+        "A repetition penalty (Keskar et al., 2019, the CTRL model; `repetition_penalty` in Hugging Face) makes "
+        "tokens that already occurred less likely. Write `repetition_penalty(logits, previous, penalty)` for "
+        "logits of shape (V,), a list `previous` of token ids generated so far and a penalty >= 1: return new "
+        "logits in which every token that occurs in `previous` has its logit divided by the penalty if it is "
+        "positive and multiplied by the penalty if it is negative (once per token, however often it occurred). "
+        "The other logits are unchanged."
     ),
-    checker=_check_distinct_n,
+    checker=_check_penalty,
     cases=_Q3_CASES,
     hidden=_q3_hidden,
     hints=[
-        "List the n-grams as tuples (lists cannot go in a set): tuple(tokens[i:i + n]).",
-        "i runs over range(len(tokens) - n + 1); len(set(ngrams)) counts the different ones.",
-        "ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]; "
-        "return len(set(ngrams)) / len(ngrams) if ngrams else 0.0",
+        "Work on a copy (logits.clone()) and visit each distinct token of previous once: set(previous).",
+        "Why two rules? Dividing a negative logit by 1.5 brings it closer to 0, which RAISES its probability. "
+        "For z < 0 multiply instead: both ways the logit moves down.",
+        "out = logits.clone(); for t in set(previous): out[t] = out[t] / penalty if out[t] > 0 else out[t] * penalty",
     ],
-    solution_code='''\
-def distinct_n(tokens, n):
-    ngrams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
-''',
+    solution_code="""\
+import torch
+
+def repetition_penalty(logits, previous, penalty):
+    out = logits.clone()                      # leave the caller's logits alone
+    for t in set(previous):                   # each seen token once
+        z = out[t]
+        out[t] = z / penalty if z > 0 else z * penalty   # lower the logit, whatever its sign
+    return out
+""",
     explanation=(
-        "A sequence of N tokens has N - n + 1 n-grams (windows of length n). distinct-n is 1 when no n-gram "
-        "repeats and near 0 for a loop such as greedy decoding produces. It measures diversity only: random "
-        "characters score 1 too, so it is read together with a quality measure such as the mean log-probability."
+        "Both branches lower the logit: a positive one shrinks toward 0, a negative one moves further below 0. "
+        "The penalty acts on logits, so it changes the next-token probabilities multiplicatively in an "
+        "unusual way: a token with a large positive logit loses much, one near 0 hardly anything. It breaks the "
+        "loops of greedy decoding, but it also punishes tokens that should repeat (spaces, 'the', a name), "
+        "which is why penalties close to 1 (1.1 to 1.3) are used; notebook 07's greedy loop of 'the the' is the "
+        "case it was made for."
     ),
 )
 
