@@ -1,10 +1,11 @@
-"""The explorers of notebooks 05-07 in a real browser: JupyterLab runs them and Chromium moves their controls.
+"""The explorers of notebooks 04-07 in a real browser: JupyterLab runs them and Chromium moves their controls.
 
-A small notebook made here (no training: a next-token distribution from fixed logits) shows the score
-explorer of notebook 05, the size explorer of notebook 06 and the next-token explorer of notebook 07
-(notebook 04 has no widget). The test then does what a learner does and checks that the picture and the
-readout follow:
+A small notebook made here (no training: a next-token distribution from fixed logits) shows the gradient-reach
+explorer of notebook 04, the score explorer of notebook 05, the size explorer of notebook 06 and the next-token
+explorer of notebook 07. The test then does what a learner does and checks that the picture and the readout
+follow:
 
+0. 04: moving the LSTM's forget-bias slider to +4 with the keyboard lets its gradient reach all 60 steps;
 1. 05: typing other keys into the text box changes the weights in the readout and the picture;
 2. 06: choosing GPT-2's vocabulary in the menu changes the parameter count;
 3. 07: moving the top-k slider with the keyboard leaves 3 tokens to draw from.
@@ -23,6 +24,11 @@ from browser_lab import ARTIFACTS, Shots, lab_session, notebook, stderr_outputs
 
 pytestmark = pytest.mark.browser
 
+REACH = '''\
+from lmlab.widgets.gradient_reach import GradientReach
+reach = GradientReach()
+reach
+'''
 SCORES = '''\
 from lmlab.widgets.attention_scores import ScoreExplorer
 scores = ScoreExplorer()
@@ -51,10 +57,23 @@ def _image_changes(page, image, action) -> None:
 
 
 def test_widgets_04_07_in_jupyterlab(tmp_path):
-    with lab_session(tmp_path, notebook(SCORES, SIZES, NEXT), "widgets.ipynb") as lab:
+    with lab_session(tmp_path, notebook(REACH, SCORES, SIZES, NEXT), "widgets.ipynb") as lab:
         shot = Shots(ARTIFACTS / "widgets-04-07")
         page = lab.open_and_run(".lmlab-next-token-explorer")
         shot(page, "after-run-all")
+
+        grad = page.locator(".lmlab-gradient-reach")
+        assert re.search(r"the LSTM's for \d+ steps", grad.locator(".widget-html-content").inner_text())
+        bias = grad.locator(".noUi-handle").nth(1)  # the sliders: RNN scale, LSTM forget bias
+
+        def eight_steps():  # 0.5 per step: 0 -> +4
+            bias.focus()
+            for _ in range(8):
+                page.keyboard.press("ArrowRight")
+
+        _image_changes(page, grad.locator("img"), eight_steps)
+        grad.locator(".widget-html-content", has_text="the LSTM's for all 60 steps").wait_for()
+        shot(grad, "04-gradient-reach-forget-bias-4")
 
         scores = page.locator(".lmlab-score-explorer")
         readout = scores.locator(".widget-html-content")
