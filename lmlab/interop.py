@@ -155,6 +155,9 @@ def _gpt_to_hf(model: GPT, eos_id: int | None, attn_implementation: str | None) 
     from transformers import GPT2Config, GPT2LMHeadModel
 
     c = model.config
+    if not c.mlp:
+        raise ValueError("this GPT is attention-only (GPTConfig(mlp=False)); GPT-2 has an MLP in every block, so "
+                         "there is no transformers twin: export a GPT built with mlp=True")
     if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < c.vocab_size):
         raise ValueError(f"eos_id={eos_id!r} must be a token id in [0, vocab_size={c.vocab_size})")
     config = GPT2Config(

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lmlab.exercises import nb08 as ex
-from lmlab.exercises.nb08 import random_maps, ref_attention_rollout, ref_induction_score, rollout_variant, score_variant
+from lmlab.exercises.nb08 import (duplicate_variant, random_maps, ref_attention_rollout, ref_duplicate_token_score,
+                                  ref_induction_score, rollout_variant, score_variant)
 from lmlab.viz import attention_rollout
 from exercise_helpers import fails_with, passes
 
@@ -91,3 +92,32 @@ def test_q2_stub_not_solved():
         raise NotImplementedError("Exercise q2: write your solution here")
 
     fails_with(ex.q2, induction_score, "Not yet solved")
+
+
+def test_reference_duplicate_token_score_hand_example():
+    ids = torch.tensor([5, 6, 5, 7, 6])
+    perfect = torch.zeros(5, 5)
+    perfect[0, 0], perfect[1, 1], perfect[2, 0], perfect[3, 3], perfect[4, 1] = 1, 1, 1, 1, 1  # 2 -> 0, 4 -> 1
+    assert ref_duplicate_token_score(perfect, ids).item() == 1.0  # queries 2 and 4 have earlier copies
+    assert ref_duplicate_token_score(torch.eye(5), ids).item() == 0.0  # looking at itself is not a duplicate
+    half = perfect.clone()
+    half[4] = torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0])
+    assert ref_duplicate_token_score(torch.stack([perfect, half]), ids).tolist() == [1.0, 0.75]
+
+
+def test_q3_reference_and_solution_pass():
+    passes(ex.q3, ref_duplicate_token_score)
+    namespace = {"torch": torch}
+    exec(ex.q3.solution_code, namespace)
+    passes(ex.q3, namespace["duplicate_token_score"])
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(include_self=True), "own position is counted"),
+    (dict(prefix=True), "prefix-matching"),
+    (dict(all_queries=True), "Every query is averaged"),
+    (dict(reduce="sum"), "sum over the qualifying"),
+    (dict(transpose=True), "swapped"),
+])
+def test_q3_typical_mistakes(kwargs, fragment):
+    fails_with(ex.q3, lambda attn, ids: duplicate_variant(attn, ids, **kwargs), fragment)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.exercises import nb09 as ex
-from lmlab.exercises.nb09 import ref_mask_tokens, ref_mlm_loss
+from lmlab.exercises.nb09 import ref_mask_tokens, ref_mlm_loss, ref_whole_word_mask, word_mask_variant
 from lmlab.models import mask_tokens as lmlab_mask_tokens
-from exercise_helpers import fails_with, passes
+from exercise_helpers import fails_with, passes, solution_function
 
 
 @pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_mask_tokens), (ex.q2, ref_mlm_loss)])
@@ -110,3 +110,34 @@ def test_q2_stub():
         raise NotImplementedError
 
     fails_with(ex.q2, mlm_loss, "Not yet solved")
+
+
+def test_whole_word_mask_hand_example():
+    idx, word_ids = torch.tensor([7, 8, 9, 10, 11]), torch.tensor([0, 0, 1, 2, 2])
+    inputs, targets = ref_whole_word_mask(idx, word_ids, [0, 2], mask_token_id=99)
+    assert inputs.tolist() == [99, 99, 9, 99, 99] and targets.tolist() == [7, 8, -100, 10, 11]
+    assert idx.tolist() == [7, 8, 9, 10, 11]
+
+
+def test_q3_reference_and_solution_pass():
+    passes(ex.q3, ref_whole_word_mask)
+    passes(ex.q3, solution_function(ex.q3, "whole_word_mask"))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(first_piece_only=True), "Only the first token"),
+    (dict(inverted_targets=True), "wrong way round"),
+    (dict(masked_targets=True), "ORIGINAL ids"),
+])
+def test_q3_typical_mistakes(kwargs, fragment):
+    fails_with(ex.q3, lambda idx, w, c, m: word_mask_variant(idx, w, c, m, **kwargs), fragment)
+
+
+def test_q3_in_place_change_and_wrong_return_fail():
+    def in_place(idx, word_ids, chosen, mask_token_id):
+        targets = idx.clone()
+        idx[torch.isin(word_ids, torch.tensor(chosen))] = mask_token_id
+        return idx, targets
+
+    fails_with(ex.q3, in_place, "changed its input `idx` in place")
+    fails_with(ex.q3, lambda idx, w, c, m: ref_whole_word_mask(idx, w, c, m)[0], "pair of tensors")

@@ -302,6 +302,33 @@ def test_gpt_overfits_one_batch():
     assert_overfits(model, x, y)
 
 
+def test_attention_only_gpt_is_a_gpt_whose_mlps_add_nothing():
+    model = tiny_gpt(mlp=False)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(".mlp." in n or ".ln_2." in n for n in names) and any(".attn." in n for n in names)
+    full = tiny_gpt(mlp=True)
+    missing, unexpected = full.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(".mlp." in k or ".ln_2." in k for k in missing)
+    for block in full.transformer.h:  # an MLP whose output projection is zero adds nothing to the stream
+        torch.nn.init.zeros_(block.mlp.c_proj.weight), torch.nn.init.zeros_(block.mlp.c_proj.bias)
+    x = ids(2, 16)
+    torch.testing.assert_close(model(x)[0], full(x)[0])
+    logits, cache = model.decode_step(x[:, :10])  # the KV-cache path takes the same blocks
+    step, _ = model.decode_step(x[:, 10:11], cache)
+    torch.testing.assert_close(step[:, 0], model(x[:, :11])[0][:, -1], rtol=1e-5, atol=1e-5)
+    assert model.attention_maps(x).shape == (2, 2, 2, 16, 16)
+    clone = build_model("gpt", json.loads(json.dumps(model_spec(model)))["config"])
+    assert clone.config.mlp is False
+
+
+def test_attention_only_gpt_has_no_gpt2_twin():
+    pytest.importorskip("transformers")
+    from lmlab.interop import to_hf
+
+    with pytest.raises(ValueError, match="attention-only"):
+        to_hf(tiny_gpt(mlp=False))
+
+
 def test_gpt_matches_hugging_face_gpt2():
     transformers = pytest.importorskip("transformers")
     model = tiny_gpt()

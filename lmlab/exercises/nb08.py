@@ -19,6 +19,9 @@ H heads, T tokens, S segment length):
 - q2 ``induction_score(attn (..., T, T), seg_len) -> (...)``: for a segment of ``seg_len`` tokens written
   twice (T = 2 S), the mean attention from each query i of the second copy (i = S .. 2S-1) to the
   position after the previous occurrence of its token, i - S + 1.
+- q3 ``duplicate_token_score(attn (..., T, T), ids (T,)) -> (...)``: the score of a *duplicate-token*
+  head (a variant of the notebook's prefix-matching score): for each query whose token occurred before,
+  the total weight on the earlier keys holding the same token; the mean over those queries.
 
 Tolerances: rtol 1e-4, atol 1e-5 (float32).
 """
@@ -40,8 +43,8 @@ from lmlab.exercises.core import (
     tensors_close,
 )
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_attention_rollout", "ref_induction_score", "rollout_variant",
-           "score_variant", "random_maps"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_attention_rollout", "ref_induction_score",
+           "ref_duplicate_token_score", "rollout_variant", "score_variant", "duplicate_variant", "random_maps"]
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -86,6 +89,29 @@ def score_variant(attn: torch.Tensor, seg_len: int, *, offset: int = 1, first: i
 def ref_induction_score(attn: torch.Tensor, seg_len: int) -> torch.Tensor:
     """Reference for q2: mean of attn[..., i, i - S + 1] over i = S .. 2S-1."""
     return score_variant(attn, seg_len)
+
+
+def duplicate_variant(attn: torch.Tensor, ids: torch.Tensor, *, include_self: bool = False, prefix: bool = False,
+                      all_queries: bool = False, reduce: str = "mean", transpose: bool = False) -> torch.Tensor:
+    """Duplicate-token score; the keyword arguments make the typical mistakes, for diagnosis."""
+    if transpose:
+        attn = attn.transpose(-1, -2)
+    T = ids.numel()
+    pos = torch.arange(T)
+    same = ids[None, :] == ids[:, None]  # [i, j]: token j equals token i
+    earlier = pos[None, :] < pos[:, None]  # [i, j]: j < i
+    queries = (same & earlier).any(-1) if not all_queries else torch.ones(T, dtype=torch.bool)  # (T,)
+    if prefix:  # the induction (prefix-matching) score instead: token j - 1 equals token i
+        same = torch.zeros_like(same)
+        same[:, 1:] = ids[None, :-1] == ids[:, None]
+    match = same & (pos[None, :] <= pos[:, None] if include_self else earlier)  # (T, T)
+    per_query = (attn * match).sum(-1)[..., queries]  # (..., n)
+    return per_query.mean(-1) if reduce == "mean" else per_query.sum(-1)
+
+
+def ref_duplicate_token_score(attn: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Reference for q3: weight on earlier keys with the query's token, averaged over queries that have one."""
+    return duplicate_variant(attn, ids)
 
 
 def random_maps(shape: tuple[int, ...], seed: int, causal: bool = True) -> torch.Tensor:
@@ -262,5 +288,97 @@ def induction_score(attn, seg_len):
     ),
 )
 
-EXERCISES = ExerciseSet("nb08", "08 · Looking inside attention", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 duplicate_token_score (a variant: not shown in the notebook)
+
+_Q3_CASES = [((6, 6), 3, 0), ((2, 10, 10), 4, 1), ((2, 2, 12, 12), 5, 2), ((16, 16), 6, 3)]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple[tuple[int, ...], int, int]]:
+    T = rng.randint(4, 14)
+    return [((T, T), rng.randint(2, 5), rng.randrange(2**31)),
+            ((rng.randint(1, 3), rng.randint(1, 4), T, T), rng.randint(2, 5), rng.randrange(2**31))]
+
+
+def _ids(T: int, vocab: int, seed: int) -> torch.Tensor:
+    """Token ids with repeats (a small vocabulary); position 1 repeats position 0, so some query qualifies."""
+    ids = torch.randint(0, vocab, (T,), generator=torch.Generator().manual_seed(seed + 7))
+    ids[1] = ids[0]
+    return ids
+
+
+def _check_duplicate(fn: Any, timeout: float, cases: list[tuple[tuple[int, ...], int, int]]) -> None:
+    for shape, vocab, seed in cases:
+        attn, ids = random_maps(shape, seed), _ids(shape[-1], vocab, seed)
+        shown = f"attn: random causal attention of shape {shape}, ids={ids.tolist()}"
+        got = call_safely(fn, attn.clone(), ids.clone(), timeout=timeout, show_input=shown)
+        expected = ref_duplicate_token_score(attn, ids)
+        if isinstance(got, (int, float)) and not isinstance(got, bool) and expected.dim() == 0:
+            got = torch.tensor(float(got))
+        if tensors_close(got, expected, rtol=RTOL, atol=ATOL):
+            continue
+        with diagnosing():
+            _diagnose_duplicate(got, attn, ids, CheckFailed.at(input=shown, expected=expected, got=got))
+        compare_tensors(expected, got, rtol=RTOL, atol=ATOL, name="Your score", show_input=shown)
+
+
+def _diagnose_duplicate(got: Any, attn: torch.Tensor, ids: torch.Tensor, fail: Any) -> None:
+    def close(y: torch.Tensor) -> bool:
+        return tensors_close(got, y, rtol=RTOL, atol=ATOL)
+
+    if close(duplicate_variant(attn, ids, include_self=True)):
+        raise fail("The query's own position is counted: a token always equals itself, so keep only EARLIER "
+                   "keys, j < i (a head that looks at itself is not finding a duplicate).")
+    if close(duplicate_variant(attn, ids, prefix=True)):
+        raise fail("This is the induction (prefix-matching) score: keys whose PREVIOUS token equals the query's. "
+                   "A duplicate-token head looks at the earlier copies of the query's token itself: ids[j] == ids[i].")
+    if close(duplicate_variant(attn, ids, all_queries=True)):
+        raise fail("Every query is averaged, also those whose token never occurred before (they score 0 whatever "
+                   "the head does). Average only over the queries that have an earlier copy.")
+    if close(duplicate_variant(attn, ids, reduce="sum")):
+        raise fail("This is the sum over the qualifying queries; the score is their mean (between 0 and 1).")
+    if close(duplicate_variant(attn, ids, transpose=True)):
+        raise fail("Rows and columns are swapped: attn[..., i, j] is how much query i (row) attends to key j "
+                   "(column).")
+
+
+q3 = Exercise(
+    name="q3",
+    title="duplicate_token_score(attn, ids)",
+    points=2,
+    prompt=(
+        "Write `duplicate_token_score(attn, ids)`. `attn` holds causal attention maps of shape (..., T, T) "
+        "(query rows, key columns) on a sequence of token ids `ids` of shape (T,). A duplicate-token head "
+        "(Wang et al., 2022) looks from a token back to its earlier copies. For every query i whose token "
+        "occurred before (some j < i with ids[j] == ids[i]), take the total weight on those earlier keys; return "
+        "the mean over these queries, with shape (...)."
+    ),
+    checker=_check_duplicate,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
+    hints=[
+        "Build a (T, T) boolean matrix match[i, j] = (ids[j] == ids[i]) and (j < i): broadcasting "
+        "ids[None, :] == ids[:, None] gives the first part, torch.ones(T, T).tril(-1) the second.",
+        "(attn * match).sum(-1) is each query's weight on its earlier copies, shape (..., T). The queries that "
+        "count are those with at least one match: match.any(-1).",
+        "per_query = (attn * match).sum(-1); return per_query[..., match.any(-1)].mean(-1)",
+    ],
+    solution_code='''\
+def duplicate_token_score(attn, ids):
+    T = ids.numel()
+    earlier = torch.ones(T, T, dtype=torch.bool).tril(-1)       # [i, j]: j < i
+    match = (ids[None, :] == ids[:, None]) & earlier           # earlier copies of token i
+    per_query = (attn * match).sum(-1)                         # (..., T)
+    return per_query[..., match.any(-1)].mean(-1)              # queries with an earlier copy
+''',
+    explanation=(
+        "The induction circuit of the notebook matches a query with keys whose PREVIOUS token is the same; a "
+        "duplicate-token head matches the token itself. Both are content-based: the mask depends on the ids, not "
+        "on positions. Queries without an earlier copy are left out, since no head could score on them; keeping "
+        "them would lower the score of a perfect head. In circuits found in GPT-2 small, such heads tell later "
+        "layers that a token is a repeat."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb08", "08 · Looking inside attention", [q1, q2, q3])
 progress = EXERCISES.progress

@@ -19,6 +19,9 @@ The functions the learner writes (B batch, T time, V vocabulary size):
   original ids or -100) must hold exactly.
 - q2 ``mlm_loss(logits (B, T, V), labels (B, T)) -> scalar tensor``: the mean cross-entropy over the
   positions whose label is not -100.
+- q3 ``whole_word_mask(idx (T,), word_ids (T,), chosen, mask_token_id) -> (inputs (T,), targets (T,))``:
+  whole-word masking (a variant of q1 for subword tokenizers): every token of each chosen word becomes
+  [MASK]; the targets hold the original ids there and -100 elsewhere. Deterministic, checked exactly.
 
 Tolerances: rtol 1e-4, atol 1e-5 (float32) for q2.
 """
@@ -43,7 +46,8 @@ from lmlab.exercises.core import (
     number_near,
 )
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss", "ref_whole_word_mask",
+           "word_mask_variant"]
 
 RTOL, ATOL = 1e-4, 1e-5
 IGNORE = -100
@@ -315,5 +319,108 @@ def mlm_loss(logits, labels):
     ),
 )
 
-EXERCISES = ExerciseSet("nb09", "09 · Pretraining objectives", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 whole_word_mask (a variant: not shown in the notebook)
+
+
+def word_mask_variant(idx: torch.Tensor, word_ids: torch.Tensor, chosen: list[int], mask_token_id: int, *,
+                      first_piece_only: bool = False, inverted_targets: bool = False,
+                      masked_targets: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-word masking; the keyword arguments make the typical mistakes, for diagnosis."""
+    selected = torch.isin(word_ids, torch.tensor(list(chosen), dtype=word_ids.dtype))  # (T,)
+    if first_piece_only:  # only the first token of each chosen word
+        starts = torch.ones_like(selected)
+        starts[1:] = word_ids[1:] != word_ids[:-1]
+        selected = selected & starts
+    inputs = torch.where(selected, torch.full_like(idx, mask_token_id), idx)
+    targets = torch.where(selected if not inverted_targets else ~selected, inputs if masked_targets else idx,
+                          torch.full_like(idx, IGNORE))
+    return inputs, targets
+
+
+def ref_whole_word_mask(idx: torch.Tensor, word_ids: torch.Tensor, chosen: list[int],
+                        mask_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for q3: every token of a chosen word -> mask_token_id; targets: originals there, -100 elsewhere."""
+    return word_mask_variant(idx, word_ids, chosen, mask_token_id)
+
+
+def _q3_case(n_words: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Token ids, their word index (words of 1 to 3 tokens) and about a third of the words chosen."""
+    rng = random.Random(seed)
+    word_ids = torch.tensor([w for w in range(n_words) for _ in range(rng.randint(1, 3))])
+    idx = torch.tensor([rng.randrange(1, 50) for _ in range(len(word_ids))])
+    chosen = sorted(rng.sample(range(n_words), max(1, n_words // 3)))
+    return idx, word_ids, chosen
+
+
+_Q3_CASES = [(4, 0), (7, 1), (10, 2), (1, 3)]
+
+
+def _q3_hidden(rng: random.Random) -> list[tuple[int, int]]:
+    return [(rng.randint(2, 12), rng.randrange(2**31)) for _ in range(2)]
+
+
+def _check_whole_word(fn: Any, timeout: float, cases: list[tuple[int, int]]) -> None:
+    mask_id = 99
+    for n_words, seed in cases:
+        idx, word_ids, chosen = _q3_case(n_words, seed)
+        shown = f"idx={idx.tolist()}, word_ids={word_ids.tolist()}, chosen={chosen}, mask_token_id={mask_id}"
+        got = call_safely(fn, idx.clone(), word_ids.clone(), list(chosen), mask_id, timeout=timeout, show_input=shown)
+        if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
+            raise CheckFailed("Return a pair of tensors (inputs, targets).", input=shown, got=repr(got)[:200])
+        expected = ref_whole_word_mask(idx, word_ids, chosen, mask_id)
+        if all(torch.equal(g.long(), e) for g, e in zip(got, expected)):
+            continue
+        fail = CheckFailed.at(input=shown, expected=tuple(t.tolist() for t in expected),
+                              got=tuple(t.tolist() for t in got))
+        for kwargs, message in [
+            (dict(first_piece_only=True), "Only the first token of each chosen word is masked. Whole-word masking "
+             "masks EVERY token whose word_ids is a chosen word: the rest of the word would give the answer away."),
+            (dict(inverted_targets=True), "The targets are the wrong way round: they hold the original ids at the "
+             "MASKED positions and -100 everywhere else (unmasked tokens are not predicted)."),
+            (dict(masked_targets=True), "The targets were taken after masking, so they hold the mask id: keep the "
+             "ORIGINAL ids of idx as targets."),
+        ]:
+            variant = word_mask_variant(idx, word_ids, chosen, mask_id, **kwargs)
+            if all(torch.equal(g.long(), v) for g, v in zip(got, variant)):
+                raise fail(message)
+        raise fail("inputs or targets differ from whole-word masking of the chosen words (see expected and got).")
+
+
+q3 = Exercise(
+    name="q3",
+    title="whole_word_mask(idx, word_ids, chosen, mask_token_id)",
+    points=2,
+    prompt=(
+        "Subword tokenizers split a word into pieces; masking one piece of \"play ##ing\" leaves the other to "
+        "give it away. Write `whole_word_mask(idx, word_ids, chosen, mask_token_id)`: `idx` (T,) are token ids, "
+        "`word_ids` (T,) the word each token belongs to (0, 0, 1, 2, 2, ...), `chosen` a list of word indices. "
+        "Return (inputs, targets): inputs is idx with EVERY token of each chosen word replaced by mask_token_id; "
+        "targets holds the original id at those positions and -100 elsewhere. Do not change idx in place."
+    ),
+    checker=_check_whole_word,
+    cases=_Q3_CASES,
+    hidden=_q3_hidden,
+    hints=[
+        "First a boolean (T,) tensor: which tokens belong to a chosen word. torch.isin(word_ids, torch.tensor(chosen)) "
+        "does it in one call.",
+        "torch.where(selected, mask_value, idx) builds inputs without touching idx; the same with -100 builds targets.",
+        "sel = torch.isin(word_ids, torch.tensor(chosen)); inputs = torch.where(sel, torch.full_like(idx, "
+        "mask_token_id), idx); targets = torch.where(sel, idx, torch.full_like(idx, -100))",
+    ],
+    solution_code='''\
+def whole_word_mask(idx, word_ids, chosen, mask_token_id):
+    selected = torch.isin(word_ids, torch.tensor(chosen))                  # (T,): tokens of chosen words
+    inputs = torch.where(selected, torch.full_like(idx, mask_token_id), idx)
+    targets = torch.where(selected, idx, torch.full_like(idx, -100))       # predict only what was hidden
+    return inputs, targets
+''',
+    explanation=(
+        "BERT's first release masked word pieces independently, so a masked \"##ing\" next to a visible \"play\" "
+        "was easy to guess; whole-word masking (a later BERT release) selects words and hides all their pieces, "
+        "so the model must use the context. Our notebook's tokens are whole words, so there the two coincide."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb09", "09 · Pretraining objectives", [q1, q2, q3])
 progress = EXERCISES.progress

@@ -57,6 +57,7 @@ class GPTConfig:
     dropout: float = 0.0  # dropout on embeddings, attention weights and residual branches (training only)
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them; False is a bit faster)
     pad_vocab_multiple: int = 1  # embedding/lm_head rows rounded up to a multiple (64: faster on GPUs); logits keep V
+    mlp: bool = True  # False: attention-only blocks (no ln_2, no MLP), the models of circuit studies (notebook 08)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -179,14 +180,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (unless ``mlp=False``)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias) if config.mlp else None
+        self.mlp = MLP(config) if config.mlp else None
 
     def forward(
         self, x: Tensor, past: tuple[Tensor, Tensor] | None = None, need_weights: bool = False,
@@ -194,7 +195,8 @@ class Block(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         a, present, weights = self.attn(self.ln_1(x), past, need_weights, pos)
         x = x + a  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x, present, weights
 
 
