@@ -8,7 +8,8 @@ cut, not only a killed process; checkpoints use it. ``fsync_file`` and ``fsync_d
 Example:
     >>> atomic_write_json("runs/demo/history.json", {"steps": [10, 20]})   # doctest: +SKIP
 
-Left out: locking (two processes writing the same file at once both succeed; the last rename wins).
+Left out: locking (two processes writing the same file at once both succeed; the last rename wins; a
+training run's folder is locked by ``lmlab.checkpoint.RunLock``).
 """
 
 from __future__ import annotations
@@ -47,18 +48,34 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+def _create_new(path: Path) -> tuple[int, Path]:
+    """Open a new file at a fresh ``temporary_name(path)`` for writing; returns (file descriptor, name).
+
+    ``O_EXCL`` makes the open fail if anything exists at that name -- a file, or a symbolic link someone
+    planted there hoping we would write through it -- and then another name is tried. (The mode 0o666 is
+    narrowed by the umask, as for any new file.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = temporary_name(path)
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}: every name tried was taken")
+
+
 def atomic_write(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns the path.
 
-    On any error the temporary file is removed and the error raised: ``path`` keeps its old contents.
+    The temporary file is always a new file (never an existing one, nor the target of a link planted at
+    its name). On any error it is removed and the error raised: ``path`` keeps its old contents.
     """
     path = Path(path)
-    tmp = temporary_name(path)
+    fd, tmp = _create_new(path)
     try:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         if fsync:
             fsync_file(tmp)
         os.replace(tmp, path)

@@ -4,7 +4,11 @@ command-line options, recorded in the run folder's ``run.json`` and rebuilt from
 ``run.json``'s ``"config"`` holds the fields of a ``RunConfig``, flat: the model's settings (``GPTSettings``
 or ``LSTMSettings``) and the run's own (corpus, tokenizer, seed...). ``RunConfig.from_dict`` rebuilds the
 dataclasses from it, so a record from another lmlab version that lacks a setting, or has one this version
-does not know, is found before anything runs.
+does not know, is found before anything runs. ``--resume`` may change only ``RESUME_OPTIONS`` (a longer run);
+``RunConfig.resumed_with`` names any other setting given with another value.
+
+The command-line values are checked as they are parsed (``positive_int``, ``positive_float``...): a number
+that is not finite, not positive or out of range is refused naming the option.
 
 The CPU GPT was chosen by time to validation loss 1.88 on a 2-core CPU (benchmarks/time_to_loss.py): at the
 same 1000 steps of 32 x 64 characters, 2 layers at lr 5e-3 reach 1.88 by about step 650 and end near 1.77,
@@ -13,15 +17,45 @@ while 4 layers at lr 2e-3 (nanoGPT's CPU recipe, bigger batch) need about 850 st
 
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # torch is imported when a model is built, so that `lmlab --help` starts fast
     import torch.nn as nn
 
     from lmlab.trainconfig import TrainConfig
 
-__all__ = ["GPTSettings", "LSTMSettings", "PRESETS", "OPTIONS", "RunConfig"]
+__all__ = ["GPTSettings", "LSTMSettings", "PRESETS", "OPTIONS", "DEFAULTS", "RESUME_OPTIONS", "RunConfig",
+           "positive_int", "non_negative_int", "positive_float", "fraction", "probability", "seed_value"]
+
+
+# ---------------------------------------------------------------------------------------------------- values
+
+
+def _number(kind: type, ok: Callable[[Any], bool], must: str) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``kind(text)`` if that works and ``ok`` holds, else an error saying it ``must`` be."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {text!r}")
+        return value
+
+    parse.__name__ = must  # what argparse would show
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "an int >= 1")
+non_negative_int = _number(int, lambda v: v >= 0, "an int >= 0")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+fraction = _number(float, lambda v: 0 <= v < 1, "a number >= 0 and < 1")  # e.g. dropout
+probability = _number(float, lambda v: 0 < v <= 1, "a number > 0 and <= 1")  # e.g. top_p
+seed_value = _number(int, lambda v: 0 <= v < 2**32, "an int >= 0 and < 2**32")  # numpy takes seeds below 2**32
 
 
 @dataclass
@@ -86,9 +120,15 @@ PRESETS: dict[str, dict[str, GPTSettings | LSTMSettings]] = {
     },
 }
 
-# the settings the command line may change (``--block-size 128``...), with their types
-OPTIONS: dict[str, type] = {"block_size": int, "n_layer": int, "n_head": int, "n_embd": int, "batch_size": int,
-                            "max_steps": int, "lr": float, "dropout": float, "eval_every": int}
+# the settings the command line may change (``--block-size 128``...), with the checks of their values
+OPTIONS: dict[str, Callable[[str], Any]] = {
+    "block_size": positive_int, "n_layer": positive_int, "n_head": positive_int, "n_embd": positive_int,
+    "batch_size": positive_int, "max_steps": positive_int, "lr": positive_float, "dropout": fraction,
+    "eval_every": positive_int}
+# the run's own settings and their defaults (``--corpus``, ``--model``...)
+DEFAULTS: dict[str, Any] = {"corpus": "tinyshakespeare", "model": "gpt", "tokenizer": "char", "vocab_size": 512,
+                            "seed": 1337}
+RESUME_OPTIONS = ("max_steps", "eval_every")  # may change when a run is resumed: train longer, evaluate more often
 
 
 @dataclass
@@ -138,6 +178,15 @@ class RunConfig:
             raise ValueError(" and ".join(problems))
         settings = settings_cls(**{k: data[k] for k in settings_names})
         return cls(settings=settings, **{k: data[k] for k in run_names})
+
+    def resumed_with(self, given: dict[str, Any]) -> tuple[RunConfig, list[str]]:
+        """This run with the ``RESUME_OPTIONS`` in ``given`` applied, and the other options of ``given`` (None: not
+        given) whose values differ from the run's, e.g. ``["--lr 0.1 (the run has 0.005)"]``."""
+        recorded = self.to_dict()
+        conflicts = [f"--{k.replace('_', '-')} {v} (the run has " + (f"{recorded[k]})" if k in recorded else "none)")
+                     for k, v in given.items() if v is not None and k not in RESUME_OPTIONS and v != recorded.get(k)]
+        changes = {k: v for k, v in given.items() if v is not None and k in RESUME_OPTIONS}
+        return replace(self, settings=replace(self.settings, **changes)), conflicts
 
     def train_config(self, **extra: Any) -> TrainConfig:
         """The ``TrainConfig`` of the run; ``extra`` adds the settings that are not recorded (checkpoint folder,

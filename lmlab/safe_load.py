@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -35,17 +35,23 @@ def torch_loads_pickles_safely(version: str | None = None) -> bool:
     return (int(match.group(1)), int(match.group(2))) >= SAFE_TORCH
 
 
-def require_safe_torch_load(what: str | os.PathLike) -> None:
-    """Raise ``ValueError`` naming ``what`` when the installed torch cannot load pickles safely."""
+def require_safe_torch_load(what: str | os.PathLike | Any) -> None:
+    """Raise ``ValueError`` naming ``what`` (a path, or a name) when the installed torch cannot load pickles safely."""
     if not torch_loads_pickles_safely():
+        name = os.fspath(what) if isinstance(what, (str, os.PathLike)) else str(what)
         raise ValueError(
-            f"refusing to load the pickled file {os.fspath(what)!r} with torch {torch.__version__}: before torch 2.6, "
+            f"refusing to load the pickled file {name!r} with torch {torch.__version__}: before torch 2.6, "
             "torch.load(weights_only=True) can be made to run code hidden in the file (CVE-2025-32434). "
             "Install torch 2.6 or later (pip install -U torch)."
         )
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = None) -> Any:
-    """``torch.load(path, map_location, weights_only=True)`` on torch 2.6 or later, else a ``ValueError``."""
-    require_safe_torch_load(path)
-    return torch.load(path, map_location=map_location, weights_only=True)
+def safe_torch_load(source: str | os.PathLike | BinaryIO, map_location: Any = None, *,
+                    name: str | os.PathLike | None = None) -> Any:
+    """``torch.load(source, map_location, weights_only=True)`` on torch 2.6 or later, else a ``ValueError``.
+
+    ``source``: a path, or a binary file object (e.g. ``io.BytesIO`` of bytes whose hash was just checked);
+    ``name``: what error messages call it (default: the path).
+    """
+    require_safe_torch_load(name if name is not None else source)
+    return torch.load(source, map_location=map_location, weights_only=True)

@@ -45,7 +45,17 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from lmlab.checkpoint import remove_leftovers, resume_training, save_checkpoint, training_state, unwrap_model
+from lmlab.checkpoint import (
+    CheckpointError,
+    RunLockedError,
+    claim_run_folder,
+    remove_leftovers,
+    resume_training,
+    run_fingerprints,
+    save_checkpoint,
+    training_state,
+    unwrap_model,
+)
 from lmlab.device import amp_dtype, autocast, pick_device, resolve_precision
 from lmlab.distributed import Dist
 from lmlab.progress import Progress
@@ -56,6 +66,7 @@ __all__ = [
     "TrainConfig",
     "History",
     "TrainingDivergedError",
+    "RunLockedError",
     "BatchSource",
     "train",
     "evaluate",
@@ -73,6 +84,9 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: str | os.PathLike | bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    tokenizer: Any = None,
     callback: Callable[[int, History], bool | None] | None = None,
 ) -> History:
     """Train ``model`` in place; return its ``History``.
@@ -85,12 +99,24 @@ def train(
         resume: ``True``: continue from the latest checkpoint in ``config.checkpoint_dir`` (or start
             from scratch if there is none yet), after removing what a process killed while saving left
             there; a path: continue from that checkpoint. Settings that change the results (lr, betas,
-            max_steps...) and differ from the checkpoint's are named in a warning.
+            max_steps...), data, batch shape or tokenizer that differ from the checkpoint's are named in a
+            warning. ``False``: a new run; refused when ``config.checkpoint_dir`` holds another run's checkpoints.
+        overwrite: ``True``: a new run may replace the run in ``config.checkpoint_dir``; its checkpoints are
+            deleted when this one starts (never together with ``resume``).
+        strict: with ``resume``, refuse (``ValueError``) instead of warning when settings, data, batch shape
+            or tokenizer differ from the checkpoint's.
+        tokenizer: the tokenizer that made the ids (optional): its fingerprint goes into the checkpoints, so
+            that resuming, or sampling (``lmlab sample``), with another one is noticed.
         callback: ``callback(step, history)`` after every logged step; returning ``True`` stops.
 
+    While it runs, ``train`` holds the lock of ``config.checkpoint_dir`` (``lmlab.checkpoint.RunLock``): a second
+    trainer in the same folder is stopped.
+
     Raises:
-        CheckpointError: the checkpoint to resume from is damaged, does not fit the model, or was not
-            written by this loop (no history or generator states).
+        CheckpointError: the checkpoint to resume from is damaged (a field of state.json, a file whose SHA-256
+            changed, NaN values), does not fit the model or optimizer, or was not written by this loop.
+        FileExistsError: ``resume=False`` into a folder that holds a run (pass ``resume=True`` or ``overwrite=True``).
+        RunLockedError: another training process uses ``config.checkpoint_dir``.
         TrainingDivergedError: the loss became NaN or infinite. It is caught at the next logged step,
             evaluation or checkpoint (within ``log_every`` steps), before any checkpoint is written.
 
@@ -101,13 +127,18 @@ def train(
     config = _check_arguments(model, train_batches, val_batches, config)
     dist = Dist.setup(config.device)
     try:
-        return _train(model, train_batches, val_batches, config, dist, resume, callback)
+        with claim_run_folder(config.checkpoint_dir, resume, overwrite, main=dist.is_main):  # lock, never overwrite
+            fingerprints = None
+            if config.checkpoint_dir is not None or resume not in (False, None):  # what the run trains on
+                fingerprints = run_fingerprints(train_batches, tokenizer)
+            return _train(model, train_batches, val_batches, config, dist, resume, callback, fingerprints, strict)
     finally:
         dist.close()
 
 
-def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, resume, callback) -> History:
-    run = _Run(model, config, dist, resume)  # device, optimizer, precision; restore or seed
+def _train(model, train_batches, val_batches, config: TrainConfig, dist: Dist, resume, callback, fingerprints=None,
+           strict=False) -> History:
+    run = _Run(model, config, dist, resume, fingerprints, strict)  # device, optimizer, precision; restore or seed
     optimizer, scaler, history = run.optimizer, run.scaler, run.history
     progress = Progress(config.max_steps, run.start_step, show=dist.is_main, flag=config.progress,
                         live_plot=config.live_plot)
@@ -233,9 +264,12 @@ class _Run:
     """One call of ``train``: the model and its wrappers, the optimizer, the history, and the sums kept on
     the device between logged steps (so the inner loop never waits for the device)."""
 
-    def __init__(self, model: nn.Module, config: TrainConfig, dist: Dist, resume: Any):
-        """Set up, continue from a checkpoint (or seed the generators), wrap the model for the forward passes."""
+    def __init__(self, model: nn.Module, config: TrainConfig, dist: Dist, resume: Any,
+                 fingerprints: dict[str, Any] | None = None, strict: bool = False):
+        """Set up, continue from a checkpoint (or seed the generators), wrap the model for the forward passes.
+        ``fingerprints``: what the run trains on, saved in its checkpoints and compared with the one it resumes."""
         self.config, self.dist, self.device = config, dist, dist.device
+        self.fingerprints, self.strict = fingerprints, strict
         self.model = unwrap_model(model).to(self.device)  # the plain model: checkpoints and evaluation use it
         self.model.train()
         self.optimizer = make_optimizer(self.model, config, self.device)
@@ -265,14 +299,19 @@ class _Run:
         if resume is True:
             dist.barrier()  # every rank looks for the latest checkpoint after rank 0 has tidied the folder
         resumed = resume_training(resume, config, self.model, self.optimizer, map_location=self.device,
-                                  rank=dist.rank, world_size=dist.world_size)
+                                  rank=dist.rank, world_size=dist.world_size, fingerprints=self.fingerprints,
+                                  strict=self.strict)
         if resumed is None:
             seed_rngs(config.seed + dist.rank)  # dropout masks differ between processes, as they should
             return 0.0, 0
         self.history, self.start_step = resumed.history, resumed.step
         set_rng_state(resumed.rng_state)
         if self.scaler is not None and resumed.grad_scaler:
-            self.scaler.load_state_dict(resumed.grad_scaler)
+            try:
+                self.scaler.load_state_dict(resumed.grad_scaler)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{resumed.path / 'state.json'}: 'grad_scaler' is malformed ({e!r}); the "
+                                      "checkpoint is damaged: resume from an earlier one") from e
         return resumed.pending_loss
 
     def forward_backward(self, batches: BatchSource, step: int) -> torch.Tensor:
@@ -365,6 +404,7 @@ class _Run:
             return
         self.history.wall_time = time.perf_counter() - self.t_start
         state = training_state(self.history, self.config, rng, (float(self.loss_sum), self.pending_n),
-                               self.scaler.state_dict() if self.scaler is not None else None, self.dist.world_size)
+                               self.scaler.state_dict() if self.scaler is not None else None, self.dist.world_size,
+                               self.fingerprints)
         save_checkpoint(self.config.checkpoint_dir, self.model, self.optimizer, step=done, state=state,
                         keep=self.config.keep_checkpoints)

@@ -36,11 +36,9 @@ def execute(path: Path, timeout: int = 1200) -> float:
 
 
 def main(argv: list[str]) -> int:
-    shared = ROOT.parent / "shared" / "data"
-    if "LMLAB_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["LMLAB_DATA_DIR"] = str(shared)
-    os.environ.setdefault("LMLAB_PROGRESS", "0")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lmlab.data import offline_env
+
+    offline_env(ROOT.parent / "shared" / "data")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     os.environ["LMLAB_DEVICE"] = "cpu"  # the stored outputs are the CPU path's
     os.environ.pop("LMLAB_THREADS", None)

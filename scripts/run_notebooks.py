@@ -139,11 +139,10 @@ def main(argv: list[str]) -> int:
         parser.error(f"no notebooks match {args.notebooks}")
     device = pick_device(args.device)
     jobs = args.jobs or (len(paths) if device == "cuda" else max(1, (os.cpu_count() or 2) // 2))
-    shared = ROOT.parent / "shared" / "data"
-    if "LMLAB_DATA_DIR" not in os.environ and shared.is_dir():
-        os.environ["LMLAB_DATA_DIR"] = str(shared)
+    from lmlab.data import offline_env
+
+    offline_env(ROOT.parent / "shared" / "data")
     os.environ.update(LMLAB_DEVICE=device, LMLAB_PROGRESS="0", MPLBACKEND="Agg")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
     print(f"running {len(paths)} notebooks on {device_name(device)}, {jobs} at a time", flush=True)

@@ -6,7 +6,10 @@ innermost frame of the traceback lies in the lmlab package), never surface as a 
 inside torch, Python or a file parser. Exercises never raise at the learner: their cases expect
 ``FEEDBACK``, a failed ``CheckResult`` whose message contains the fragment.
 
-The number of bad inputs covered is ``len(CASES)``.
+``CLI_CASES`` is the same for the ``lmlab`` command: each bad command line gets exactly one line on stderr (no
+traceback) and a non-zero exit code.
+
+The number of bad inputs covered is ``len(CASES) + len(CLI_CASES)``.
 """
 
 from __future__ import annotations
@@ -242,6 +245,104 @@ def checkpoint_of(tmp: Path, model: torch.nn.Module) -> Path:
 def optimizer_file(tmp: Path) -> Path:
     model = TinyLM()
     return save_checkpoint(tmp / "run", model, torch.optim.AdamW(model.parameters()), step=1) / "optimizer.pt"
+
+
+
+# checkpoints damaged on disk or by hand, training runs that collide (run with lmlab.train on TinyLM)
+def trained_run(tmp: Path, **kw: Any) -> Path:
+    """tmp/run: a TinyLM trained 2 steps by lmlab.train, with its checkpoints; returns the latest one."""
+    torch.manual_seed(0)
+    train(TinyLM(), make_batches()[0], None, quiet(max_steps=2, checkpoint_dir=str(tmp / "run")), **kw)
+    return tmp / "run" / "step-000002"
+
+
+def resume_run(tmp: Path, **kw: Any) -> Any:
+    """Resume tmp/run (to 4 steps) with a fresh TinyLM."""
+    return train(TinyLM(), kw.pop("batches", make_batches()[0]), None,
+                 quiet(max_steps=4, checkpoint_dir=str(tmp / "run")), resume=kw.pop("resume", True), **kw)
+
+
+def with_state(tmp: Path, **changes: Any) -> Path:
+    """A trained run whose latest state.json has some fields changed."""
+    path = trained_run(tmp)
+    state = json.loads((path / "state.json").read_text())
+    state.update(changes)
+    (path / "state.json").write_text(json.dumps(state))
+    return path
+
+
+def flipped(tmp: Path, name: str) -> Path:
+    """A trained run with one byte of the tensor data of ``name`` flipped (as a failing disk would)."""
+    path = trained_run(tmp)
+    raw = bytearray((path / name).read_bytes())
+    if name == "model.safetensors":
+        at = 8 + int.from_bytes(raw[:8], "little") + 3
+    else:
+        with zipfile.ZipFile(path / name) as zf:
+            info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        n, m = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+        at = info.header_offset + 30 + n + m + info.file_size // 2
+    raw[at] ^= 1
+    (path / name).write_bytes(bytes(raw))
+    return path
+
+
+def load_with_optimizer(path: Path, model: torch.nn.Module | None = None) -> Any:
+    model = model if model is not None else TinyLM()
+    return load_checkpoint(path, model, torch.optim.AdamW(model.parameters()))
+
+
+def nan_weights(tmp: Path) -> Path:
+    model = TinyLM()
+    with torch.no_grad():
+        model.emb.weight[2, 5] = float("inf")
+    return save_checkpoint(tmp / "run", model, step=1)
+
+
+def other_size_optimizer(tmp: Path) -> Path:
+    """A checkpoint of TinyLM(n_embd=16) whose optimizer.pt (and its recorded hash) came from n_embd=8."""
+    import hashlib
+
+    small = TinyLM(n_embd=8)
+    opt = torch.optim.AdamW(small.parameters())
+    small(ids(2, 3), ids(2, 3))[1].backward()
+    opt.step()
+    big = TinyLM(n_embd=16)
+    path = save_checkpoint(tmp / "run", big, torch.optim.AdamW(big.parameters()), step=1)
+    torch.save(opt.state_dict(), path / "optimizer.pt")
+    state = json.loads((path / "state.json").read_text())
+    state["files"]["optimizer.pt"] = hashlib.sha256((path / "optimizer.pt").read_bytes()).hexdigest()
+    (path / "state.json").write_text(json.dumps(state))
+    return path
+
+
+def huge_vocabulary(tmp: Path) -> Path:
+    path = save_checkpoint(tmp / "run", new_gpt(), step=1)
+    state = json.loads((path / "state.json").read_text())
+    state["model_spec"]["config"]["vocab_size"] = 10**14
+    (path / "state.json").write_text(json.dumps(state))
+    return path
+
+
+def locked_run(tmp: Path) -> Any:
+    """Train into a folder whose lock this process holds (as a second trainer in the same folder would)."""
+    from lmlab.checkpoint import RunLock
+
+    (tmp / "run").mkdir()
+    RunLock(tmp / "run").acquire()
+    return resume_run(tmp)
+
+
+def doubling_bpe(tmp: Path) -> Any:
+    merges = [[97, 97, 256]] + [[255 + i, 255 + i, 256 + i] for i in range(1, 40)]
+    return load_tokenizer(tokenizer_file(tmp, {"format": "lmlab.BPETokenizer", "version": 1, "pattern": None,
+                                               "special_tokens": {}, "merges": merges}))
+
+
+def many_chars_one_duplicate(tmp: Path) -> Any:
+    chars = [chr(c) for c in range(0x10000, 0x10000 + 60_000)] + ["b", "b"]
+    return load_tokenizer(tokenizer_file(tmp, {"format": "lmlab.CharTokenizer", "version": 1, "unk": False,
+                                               "chars": chars}))
 
 
 # exercise answers a learner might pass
@@ -515,6 +616,52 @@ CASES = [
     Case("answer-takes-other-arguments", E, lambda t: check(nb01.q1, lambda ids: ids), FEEDBACK, "raised TypeError"),
 ]
 
+RELIABILITY = [
+    # checkpoints: bit rot, non-finite values, another model's optimizer, hand-edited specs, old torch
+    Case("checkpoint-weights-bit-flip", TR, lambda t: load_checkpoint(flipped(t, "model.safetensors"), TinyLM()),
+         CheckpointError, "model.safetensors is damaged: its SHA-256"),
+    Case("checkpoint-optimizer-bit-flip", TR, lambda t: load_with_optimizer(flipped(t, "optimizer.pt")),
+         CheckpointError, "optimizer.pt is damaged: its SHA-256"),
+    Case("checkpoint-checksums-malformed", TR, lambda t: load_checkpoint(with_state(t, files=["x"]), TinyLM()),
+         CheckpointError, "state.json: 'files' is malformed"),
+    Case("checkpoint-infinite-weights", TR, lambda t: load_checkpoint(nan_weights(t), TinyLM()), CheckpointError,
+         "model.safetensors holds NaN or infinite values (in emb.weight)"),
+    Case("checkpoint-optimizer-of-another-model-size", TR, lambda t: load_with_optimizer(other_size_optimizer(t)),
+         CheckpointError, "optimizer.pt does not fit the optimizer"),
+    Case("checkpoint-optimizer-on-old-torch", TR, lambda t: on_torch("2.5.1", lambda: load_with_optimizer(
+        trained_run(t))), CheckpointError, "optimizer.pt with torch 2.5.1"),
+    Case("checkpoint-spec-huge-vocabulary", TR, lambda t: load_checkpoint(huge_vocabulary(t)), CheckpointError,
+         "does not match model.safetensors (nothing was allocated)"),
+    # the training loop's part of state.json
+    Case("resume-rng-states-malformed", TR, lambda t: (with_state(t, rng_states=[]), resume_run(t)),
+         CheckpointError, "'rng_states' is malformed"),
+    Case("resume-pending-loss-malformed", TR, lambda t: (with_state(t, pending_loss=[1.0]), resume_run(t)),
+         CheckpointError, "'pending_loss' is malformed"),
+    Case("resume-history-malformed", TR, lambda t: (with_state(t, history={"steps": "1, 2"}), resume_run(t)),
+         CheckpointError, "'history' is malformed"),
+    Case("resume-grad-scaler-malformed", TR, lambda t: (with_state(t, grad_scaler=[2.0]), resume_run(t)),
+         CheckpointError, "'grad_scaler' is malformed"),
+    Case("resume-world-size-malformed", TR, lambda t: (with_state(t, world_size="two"), resume_run(t)),
+         CheckpointError, "'world_size' is malformed"),
+    Case("resume-fingerprints-malformed", TR, lambda t: (with_state(t, fingerprints=7), resume_run(t)),
+         CheckpointError, "'fingerprints' is malformed"),
+    # runs that collide
+    Case("train-into-a-finished-run", TR, lambda t: (trained_run(t), resume_run(t, resume=False)), FileExistsError,
+         "pass resume=True to continue it, overwrite=True to replace it"),
+    Case("train-overwrite-and-resume", TR, lambda t: resume_run(t, overwrite=True), ValueError,
+         "overwrite=True starts a new run; it cannot be combined with resume"),
+    Case("train-folder-locked", TR, locked_run, RuntimeError, "wait for it to finish or use another checkpoint_dir"),
+    Case("resume-other-data-strict", TR, lambda t: (trained_run(t), resume_run(t, batches=make_batches(seed=5)[0],
+         strict=True)), ValueError, "data: batch 0 differs from the one the checkpoint saw"),
+    Case("resume-other-tokenizer-strict", TR, lambda t: (trained_run(t, tokenizer=CharTokenizer(list("abcdefghijk"))),
+         resume_run(t, tokenizer=CharTokenizer(list("abcdefghijz")), strict=True)), ValueError, "tokenizer: "),
+    # tokenizer files built to exhaust memory or time
+    Case("bpe-file-tokens-double-each-merge", T, doubling_bpe, ValueError,
+         "more than the 16,777,216 bytes a BPE vocabulary may take"),
+    Case("char-file-60000-chars-one-duplicate", T, many_chars_one_duplicate, ValueError, "['b']; list each once"),
+]
+CASES += RELIABILITY
+
 LMLAB = Path(lmlab.__file__).resolve().parent
 
 
@@ -536,3 +683,149 @@ def test_the_table_covers_every_kind_of_bad_input() -> None:
     assert len({c.id for c in CASES}) == len(CASES)  # one test id per case
     assert {c.topic for c in CASES} == {T, M, G, D, TR, E}
     assert len(CASES) >= 50
+
+
+# ---------------------------------------------------------------------------------------------------- the command line
+# Each bad command line gets exactly one line on stderr (no traceback) and a non-zero exit code.
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--max-steps",
+        "2", "--eval-every", "2", "--threads", "1", "--seed", "3", "--no-progress"]
+
+
+@dataclass(frozen=True)
+class CliCase:
+    id: str
+    argv: Callable[[Path], list[str]]  # given a folder holding "run", a finished `lmlab train` run of TINY
+    code: int  # the exit code: 2 for a command line that cannot be used, 1 for an error while running
+    says: str  # part of the one line on stderr
+
+
+def unavailable_device() -> str:
+    return "mps" if torch.cuda.is_available() else "cuda"
+
+
+def replace_tokenizer(run: Path, where: Path) -> Path:
+    """Remove the run's tokenizer and put one with another vocabulary at ``where``."""
+    (run / "tokenizer.json").unlink()
+    CharTokenizer.from_text("abc").save(where)
+    return run
+
+
+def hold_lock(run: Path) -> Path:
+    from lmlab.checkpoint import RunLock
+
+    RunLock(run).acquire()
+    return run
+
+
+def without_checkpoints(run: Path) -> Path:
+    """What a run killed before its first checkpoint leaves: run.json and tokenizer.json."""
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    return run
+
+
+def flipped_weights(run: Path) -> Path:
+    from lmlab.checkpoint import latest_checkpoint
+
+    file = latest_checkpoint(run / "checkpoints") / "model.safetensors"
+    raw = bytearray(file.read_bytes())
+    raw[8 + int.from_bytes(raw[:8], "little") + 3] ^= 1
+    file.write_bytes(bytes(raw))
+    return run
+
+
+def sample(run: Path, *args: str) -> list[str]:
+    return ["sample", "--checkpoint", str(run), "--max-new-tokens", "3", *args]
+
+
+CLI_CASES = [
+    CliCase("cli-lr-infinite", lambda t: ["train", "--out", str(t / "new"), "--lr", "inf"], 2,
+            "lmlab train: error: argument --lr: must be a finite number > 0, got 'inf'"),
+    CliCase("cli-lr-nan", lambda t: ["train", "--out", str(t / "new"), "--lr", "nan"], 2, "got 'nan'"),
+    CliCase("cli-lr-zero", lambda t: ["train", "--out", str(t / "new"), "--lr", "0"], 2, "must be a finite number > 0"),
+    CliCase("cli-checkpoint-every-zero", lambda t: ["train", "--out", str(t / "new"), "--checkpoint-every", "0"], 2,
+            "argument --checkpoint-every: must be an int >= 1, got '0'"),
+    CliCase("cli-max-steps-not-an-int", lambda t: ["train", "--out", str(t / "new"), "--max-steps", "1e3"], 2,
+            "argument --max-steps: must be an int >= 1, got '1e3'"),
+    CliCase("cli-dropout-one", lambda t: ["train", "--out", str(t / "new"), "--dropout", "1"], 2,
+            "argument --dropout: must be a number >= 0 and < 1, got '1'"),
+    CliCase("cli-seed-negative", lambda t: ["train", "--out", str(t / "new"), "--seed", "-1"], 2,
+            "argument --seed: must be an int >= 0 and < 2**32, got '-1'"),
+    CliCase("cli-num-samples-negative", lambda t: sample(t / "run", "--num-samples", "-2"), 2,
+            "lmlab sample: error: argument --num-samples: must be an int >= 1, got '-2'"),
+    CliCase("cli-temperature-infinite", lambda t: sample(t / "run", "--temperature", "inf"), 2,
+            "argument --temperature: must be a finite number > 0"),
+    CliCase("cli-top-p-above-one", lambda t: sample(t / "run", "--top-p", "1.5"), 2,
+            "argument --top-p: must be a number > 0 and <= 1, got '1.5'"),
+    CliCase("cli-max-new-tokens-negative", lambda t: ["sample", "--checkpoint", str(t / "run"), "--max-new-tokens",
+            "-1"], 2, "argument --max-new-tokens: must be an int >= 0, got '-1'"),
+    CliCase("cli-grade-timeout-nan", lambda t: ["course", "grade", str(t), "--out", str(t / "g.csv"), "--timeout",
+            "nan"], 2, "lmlab course grade: error: argument --timeout: must be a finite number > 0, got 'nan'"),
+    CliCase("cli-grade-jobs-zero", lambda t: ["course", "grade", str(t), "--out", str(t / "g.csv"), "--jobs", "0"], 2,
+            "argument --jobs: must be an int >= 1, got '0'"),
+    CliCase("cli-check-device-unavailable", lambda t: ["env", "--check-device", "--device", unavailable_device()], 1,
+            "is not available"),
+    CliCase("cli-diverging-run", lambda t: ["train", "--out", str(t / "new"), *TINY, "--max-steps", "30", "--lr",
+            "1e6"], 1, "lmlab train: error: the training loss (or its gradient) became NaN or infinite"),
+    CliCase("cli-resume-other-lr", lambda t: ["train", "--out", str(t / "run"), "--resume", "--lr", "0.1"], 2,
+            "--lr 0.1 (the run has 0.005)"),
+    CliCase("cli-resume-other-batch-size", lambda t: ["train", "--out", str(t / "run"), "--resume", "--batch-size",
+            "8"], 2, "--batch-size 8 (the run has 4)"),
+    CliCase("cli-resume-other-corpus", lambda t: ["train", "--out", str(t / "run"), "--resume", "--corpus", "sms_spam"],
+            2, "--corpus sms_spam (the run has tinyshakespeare)"),
+    CliCase("cli-resume-and-overwrite", lambda t: ["train", "--out", str(t / "run"), "--resume", "--overwrite"], 2,
+            "--overwrite starts a new run; it cannot be combined with --resume"),
+    CliCase("cli-new-run-over-a-finished-one", lambda t: ["train", "--out", str(t / "run"), *TINY], 2,
+            "already holds a run (run.json, tokenizer.json, history.json, checkpoints)"),
+    CliCase("cli-new-run-over-a-tokenizer-and-run-json", lambda t: ["train", "--out", str(without_checkpoints(
+        t / "run")), *TINY, "--lr", "0.01"], 2, "already holds a run (run.json, tokenizer.json, history.json)"),
+    CliCase("cli-train-into-a-locked-folder", lambda t: ["train", "--out", str(hold_lock(t / "run")), "--resume"], 1,
+            f"another training process (pid {__import__('os').getpid()}) is using"),
+    CliCase("cli-sample-tokenizer-of-a-parent-folder", lambda t: sample(replace_tokenizer(t / "run",
+            t / "tokenizer.json")), 2, "no tokenizer.json beside the checkpoints"),
+    CliCase("cli-sample-tokenizer-of-another-vocabulary", lambda t: sample(replace_tokenizer(t / "run",
+            t / "run" / "tokenizer.json")), 2, "has 3 tokens but the model has a vocabulary of 65"),
+    CliCase("cli-sample-damaged-weights", lambda t: sample(flipped_weights(t / "run")), 1,
+            "model.safetensors is damaged: its SHA-256"),
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    import os
+
+    from lmlab.cli import main
+
+    data = Path(os.environ.get("LMLAB_DATA_DIR", ""))
+    if not (data / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip("corpus files not found; set LMLAB_DATA_DIR")
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--out", str(run), *TINY]) == 0
+    return run
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_a_bad_command_line_gets_one_clear_line(case: CliCase, finished_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from lmlab.cli import main
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    argv = case.argv(tmp_path)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lmlab") and "Traceback" not in err, err
+    assert case.says in lines[0], lines[0]
+    assert code == case.code, err
+
+
+def test_the_tables_count() -> None:
+    assert len({c.id for c in CLI_CASES} | {c.id for c in CASES}) == len(CASES) + len(CLI_CASES)
+    assert len(CASES) + len(CLI_CASES) >= 142 + len(RELIABILITY) + 25

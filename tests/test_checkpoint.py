@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -190,6 +191,9 @@ def test_malicious_optimizer_pickle_is_refused(tmp_path):
     path = save_checkpoint(tmp_path, model, opt, step=1)
     marker = tmp_path / "pwned"
     torch.save({"state": {0: Evil(str(marker))}, "param_groups": []}, path / "optimizer.pt")
+    with pytest.raises(CheckpointError, match="optimizer.pt is damaged: its SHA-256"):  # a swapped file ...
+        load_checkpoint(path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+    _rehash(path, "optimizer.pt")  # ... unless its hash was swapped too: then the unpickler refuses it
     with pytest.raises(UnsafeCheckpointError, match="refused to load .*optimizer.pt"):
         load_checkpoint(path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
     assert not marker.exists()
@@ -353,12 +357,16 @@ def test_read_only_folder_is_a_clear_error(tmp_path):
         (lambda p: (p / "state.json").write_text("[1, 2]"), "holds a JSON list, not an object"),
         (lambda p: _edit_state(p, step="three"), "'step' must be an int >= 0, got 'three'"),
         (lambda p: _edit_state(p, model_spec=[1]), "'model_spec' must be null or"),
-        (lambda p: (p / "model.safetensors").write_bytes(os.urandom(64)), "model.safetensors cannot be read"),
-        (lambda p: (p / "optimizer.pt").write_bytes(b"garbage"), "optimizer.pt is not a file written by torch.save"),
+        (lambda p: (p / "model.safetensors").write_bytes(os.urandom(64)), "model.safetensors is damaged: its SHA-256"),
+        (lambda p: (p / "optimizer.pt").write_bytes(b"garbage"), "optimizer.pt is damaged: its SHA-256"),
+        (lambda p: ((p / "model.safetensors").write_bytes(os.urandom(64)), _rehash(p, "model.safetensors")),
+         "model.safetensors cannot be read"),
+        (lambda p: ((p / "optimizer.pt").write_bytes(b"garbage"), _rehash(p, "optimizer.pt")),
+         "optimizer.pt is not a file written by torch.save"),
         (lambda p: (p / "state.json").unlink(), "no complete checkpoint"),
     ],
     ids=["state-not-utf8", "state-not-object", "step-not-int", "bad-model-spec", "weights-garbage",
-         "optimizer-garbage", "state-missing"],
+         "optimizer-garbage", "weights-garbage-rehashed", "optimizer-garbage-rehashed", "state-missing"],
 )
 def test_damaged_checkpoint_files_are_clear_errors(tmp_path, damage, expected):
     model, opt = trained()
@@ -392,3 +400,160 @@ def test_spec_that_cannot_be_rebuilt_is_a_clear_error(tmp_path):
     _edit_state(path, model_spec={"kind": "gpt", "config": {"n_layers": 3}})
     with pytest.raises(CheckpointError, match=r"cannot rebuild the model .*n_layers.*pass it as model="):
         load_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------------------------------- bit rot, NaN, pointers
+
+
+def _flip_a_data_byte(file: pathlib.Path) -> None:
+    """Flip one byte inside the tensor data (not a header): the kind of damage a disk does."""
+    import struct
+    import zipfile
+
+    raw = bytearray(file.read_bytes())
+    if file.suffix == ".safetensors":
+        at = 8 + int.from_bytes(raw[:8], "little") + 5  # the tensors follow the JSON header
+    else:  # torch.save's zip archive: the bytes of the largest stored tensor
+        with zipfile.ZipFile(file) as zf:
+            info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+        at = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    raw[at] ^= 0x10
+    file.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.pt"])
+def test_a_flipped_byte_in_the_tensor_data_is_refused_naming_the_file(tmp_path, name):
+    model, opt = trained()
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    assert set(json.loads((path / "state.json").read_text())["files"]) == {"model.safetensors", "optimizer.pt"}
+    _flip_a_data_byte(path / name)
+    fresh = TinyLM()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError, match=rf"{re.escape(name)} is damaged: its SHA-256 .* differs from the one "
+                                               r"recorded in state.json"):
+        load_checkpoint(path, fresh, make_optimizer(fresh, TrainConfig()))
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())  # nothing was loaded
+
+
+def test_a_checkpoint_without_checksums_loads_with_a_warning(tmp_path):
+    model, _ = trained()
+    path = save_checkpoint(tmp_path, model, step=1)
+    state = json.loads((path / "state.json").read_text())
+    del state["files"]  # as written before checksums were recorded
+    (path / "state.json").write_text(json.dumps(state))
+    with pytest.warns(UserWarning, match="records no SHA-256 of its files"):
+        load_checkpoint(path, TinyLM())
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    model, _ = trained()
+    with torch.no_grad():
+        model.head.bias[3] = float("nan")
+    path = save_checkpoint(tmp_path, model, step=1)
+    fresh = TinyLM()
+    with pytest.raises(CheckpointError, match=r"model.safetensors holds NaN or infinite values \(in head.bias\)"):
+        load_checkpoint(path, fresh)
+    assert torch.isfinite(fresh.head.bias).all()
+
+
+def _rehash(path: pathlib.Path, name: str) -> None:
+    """Record the SHA-256 of a replaced file, as someone who edits a checkpoint by hand would."""
+    import hashlib
+
+    state = json.loads((path / "state.json").read_text())
+    state["files"][name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    (path / "state.json").write_text(json.dumps(state))
+
+
+def test_optimizer_moments_of_another_model_size_are_refused_naming_the_file(tmp_path):
+    model, opt = trained(n_embd=16)
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    _, other_opt = trained(n_embd=8)  # same parameter groups, other shapes
+    torch.save(other_opt.state_dict(), path / "optimizer.pt")
+    _rehash(path, "optimizer.pt")
+    fresh = TinyLM(n_embd=16)
+    fresh_opt = make_optimizer(fresh, TrainConfig())
+    with pytest.raises(CheckpointError, match=r"optimizer.pt does not fit the optimizer: .*exp_avg .*\[11, 8\].*"
+                                               r"parameter .*\[11, 16\]"):
+        load_checkpoint(path, fresh, fresh_opt)
+    assert fresh_opt.state_dict()["state"] == {}  # nothing was loaded
+
+
+def test_non_finite_optimizer_moments_are_refused(tmp_path):
+    model, opt = trained()
+    next(iter(opt.state.values()))["exp_avg_sq"].fill_(float("inf"))
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    with pytest.raises(CheckpointError, match=r"optimizer.pt holds NaN or infinite values"):
+        load_checkpoint(path, TinyLM(), make_optimizer(TinyLM(), TrainConfig()))
+
+
+def _two_runs(tmp_path):
+    """Run "mine" (step 1) and run "other" (step 5) side by side."""
+    model, _ = trained()
+    save_checkpoint(tmp_path / "mine", model, step=1)
+    save_checkpoint(tmp_path / "other", model, step=5)
+    return tmp_path / "mine"
+
+
+@pytest.mark.parametrize("pointer", [
+    "ABSOLUTE", b"../other/step-000005\n", b"step-000005/../../other/step-000005", b"\xff\xfe step-000001",
+    b"step-" + b"0" * 5000, b"step-000001\x00", b"  \n", b"../mine/step-000001",
+], ids=["absolute", "parent", "sneaky", "not-utf8", "over-long", "nul", "blank", "own-via-parent"])
+def test_the_latest_pointer_names_only_a_step_in_its_own_folder(tmp_path, pointer):
+    mine = _two_runs(tmp_path)
+    if pointer == "ABSOLUTE":
+        pointer = str(tmp_path / "other" / "step-000005").encode()
+    (mine / "latest").write_bytes(pointer)
+    found = latest_checkpoint(mine)  # falls back to the highest step-* folder here
+    assert found == mine / "step-000001"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_checkpoint(mine, TinyLM()).step == 1
+
+
+def test_a_good_latest_pointer_is_followed(tmp_path):
+    model, _ = trained()
+    save_checkpoint(tmp_path, model, step=1, keep=5)
+    save_checkpoint(tmp_path, model, step=2, keep=5)
+    (tmp_path / "latest").write_text("step-000001\n")  # e.g. a rewind: the pointer wins over the highest step
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-000001"
+
+
+@pytest.mark.parametrize("vocab_size, says", [
+    (10**14, r"vocab_size=100000000000000 is larger than any tensor dimension it saved \(the largest is 64\)"),
+    (12, r"lm_head.weight: checkpoint \[11, 16\], model \[12, 16\]"),  # checked on the meta device
+])
+def test_a_model_spec_that_does_not_fit_the_weights_is_refused_before_anything_is_allocated(tmp_path, monkeypatch,
+                                                                                            vocab_size, says):
+    path = save_checkpoint(tmp_path, _gpt(), step=1)
+    _edit_state(path, model_spec={"kind": "gpt", "config": {**json.loads(
+        (path / "state.json").read_text())["model_spec"]["config"], "vocab_size": vocab_size}})
+    built = []
+    real_empty = torch.empty
+
+    def watching_empty(*args, **kw):  # every parameter of a model being built goes through torch.empty
+        out = real_empty(*args, **kw)
+        if out.device.type != "meta":
+            built.append(out.shape)
+        return out
+
+    monkeypatch.setattr(torch, "empty", watching_empty)
+    with pytest.raises(CheckpointError, match=r"the model spec in .*state.json does not match model.safetensors "
+                                               r"\(nothing was allocated\): " + says):
+        load_checkpoint(path)
+    assert built == []  # no parameter was allocated
+
+
+@pytest.mark.parametrize("with_optimizer", [True, False])
+def test_old_torch_refuses_the_optimizer_file_but_loads_the_weights(tmp_path, monkeypatch, with_optimizer):
+    model, opt = trained()
+    path = save_checkpoint(tmp_path, model, opt, step=1)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    fresh = TinyLM()
+    if with_optimizer:
+        with pytest.raises(CheckpointError, match=r"optimizer.pt.*CVE-2025-32434.*torch 2.6 or later"):
+            load_checkpoint(path, fresh, make_optimizer(fresh, TrainConfig()))
+    else:
+        assert load_checkpoint(path, fresh).step == 1
+        assert torch.equal(fresh.head.weight, model.head.weight)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -92,3 +93,55 @@ def test_run_config_round_trips_and_names_missing_or_unknown_settings():
     with pytest.raises(ValueError, match=r"does not know: \['n_head'\]"):
         RunConfig.from_dict({**data, "n_head": 4})
     assert run.train_config(device="cpu").max_steps == run.settings.max_steps
+
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4", "--eval-every",
+        "2", "--threads", "1", "--seed", "3", "--no-progress"]
+
+
+def test_resume_applies_max_steps_and_accepts_the_same_command_line(data_dir, tmp_path, capsys):
+    from lmlab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *TINY, "--max-steps", "2"]) == 0
+    with pytest.warns(UserWarning, match="max_steps: checkpoint 2, now 4"):  # a longer schedule: said, not refused
+        assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 0  # train longer
+    assert json.loads((run / "history.json").read_text())["steps"][-1] == 4
+    assert json.loads((run / "run.json").read_text())["config"]["max_steps"] == 4
+    # the whole first command line again, with --resume: nothing else differs from the run, so it goes on
+    with pytest.warns(UserWarning, match="max_steps: checkpoint 4, now 6"):
+        assert main(["train", "--out", str(run), *TINY, "--max-steps", "6", "--resume"]) == 0
+    assert json.loads((run / "history.json").read_text())["steps"][-1] == 6
+    capsys.readouterr()
+
+
+def test_overwrite_starts_afresh_with_a_new_tokenizer(data_dir, tmp_path, capsys):
+    from lmlab.cli import main
+    from lmlab.tokenizers import CharTokenizer, load_tokenizer
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *TINY, "--max-steps", "2"]) == 0
+    shutil.rmtree(run / "checkpoints")  # a run killed before its first checkpoint ...
+    CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz").save(run / "tokenizer.json")  # ... of other settings
+    assert main(["train", "--out", str(run), *TINY, "--max-steps", "2"]) == 2
+    assert "pass --resume to continue it or --overwrite to replace it" in capsys.readouterr().err
+    assert load_tokenizer(run / "tokenizer.json").vocab_size == 26  # untouched
+    assert main(["train", "--out", str(run), *TINY, "--max-steps", "2", "--overwrite"]) == 0
+    assert load_tokenizer(run / "tokenizer.json").vocab_size == 65  # made from the corpus again
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000002"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_planted_temporary_file_link_does_not_make_train_overwrite_its_target(data_dir, tmp_path, capsys):
+    from lmlab.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name in ("history.json.tmp", "run.json.tmp", "tokenizer.json.tmp"):
+        (run / name).symlink_to(victim)
+    assert main(["train", "--out", str(run), *TINY, "--max-steps", "2"]) == 0
+    assert victim.read_text() == "precious"
+    assert json.loads((run / "history.json").read_text())["steps"][-1] == 2
+    capsys.readouterr()

@@ -1,15 +1,21 @@
-"""Fuzzing with hypothesis: tokenizers, tokenizer files, checkpoint state files, run records, downloads,
-zip archives and Hugging Face model folders.
+"""Fuzzing with hypothesis: tokenizers, tokenizer files, checkpoint state files and pointers, damaged checkpoint
+files, resumed training states, run records, command-line numbers, downloads, zip archives and Hugging Face
+model folders.
 
-Thousands of generated inputs per run (the ``max_examples`` below add up to 10,450), derandomized and
+Thousands of generated inputs per run (the ``max_examples`` below add up to 12,800), derandomized and
 without an example database so that CI sees the same inputs every time. The only errors allowed are
 the documented ones:
 
 - ``CharTokenizer.encode``: ``ValueError`` for characters outside the alphabet (never with ``unk=True``);
+  ``CharTokenizer(chars)``: ``ValueError`` naming the characters that appear twice;
 - ``decode``: ``ValueError`` for ids out of range, ``TypeError`` for things that are not int ids;
-- ``load_tokenizer``: ``FileNotFoundError`` or ``ValueError``;
-- ``load_checkpoint`` / ``read_state``: ``CheckpointError``;
+- ``load_tokenizer``: ``FileNotFoundError`` or ``ValueError`` (merges whose tokens would take more than
+  16 MiB are refused before any token is built);
+- ``load_checkpoint`` / ``read_state``: ``CheckpointError`` (any flipped byte of model.safetensors or
+  optimizer.pt among them); ``latest_checkpoint``: a folder inside the run, whatever ``latest`` holds;
+- resuming ``lmlab.train`` from a garbled training state: ``CheckpointError`` naming state.json;
 - ``RunRecord.load``: ``ValueError``;
+- ``lmlab`` command-line numbers: accepted only finite and in range, else exit code 2 with one line;
 - ``read_corpus``/``fetch`` from a server sending any response: the exact corpus or ``DownloadError``, and any
   ``timeout``/``deadline``/``max_bytes``: ``TypeError``/``ValueError`` saying what they must be;
 - ``read_member`` on damaged zips: ``ValueError`` or ``zipfile.BadZipFile``, never more than ``max_bytes``;
@@ -22,12 +28,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
+import shutil
 import struct
 import sys
 import warnings
 import zipfile
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
@@ -371,3 +380,184 @@ def test_a_model_folder_with_any_auto_map_is_refused_and_never_run(model_folder,
         sys.stdin = stdin
         config_file.write_text(good)
     assert not (model_folder / "ran").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- reliability:
+# pointers, bit rot, training state, tokenizer files built to exhaust memory, command-line numbers
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """mine/ (a run of lmlab.train, 2 steps, with an optimizer) and other/ (another run, step 5) side by side."""
+    from ddp_worker import make_batches
+
+    from lmlab.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("runs")
+    torch.manual_seed(0)
+    config = TrainConfig(max_steps=2, log_every=1, progress=False, device="cpu", checkpoint_dir=str(folder / "mine"))
+    train(TinyLM(), make_batches()[0], None, config)
+    save_checkpoint(folder / "other", TinyLM(), step=5)
+    return folder
+
+
+POINTERS = (st.binary(max_size=300) | st.text(max_size=80).map(str.encode)
+            | st.sampled_from(["../other/step-000005", "ABSOLUTE", "step-000005", "step-000002\n", " step-000002 ",
+                               "step-2", "step-000002/", "./step-000002", "step-000002\x00", "step-" + "9" * 400])
+            .map(str.encode))
+
+
+@settings(max_examples=400, **FUZZ)
+@given(pointer=POINTERS)
+def test_the_latest_pointer_never_leads_out_of_its_folder(runs, pointer):
+    from lmlab.checkpoint import latest_checkpoint
+
+    mine = runs / "mine"
+    if pointer == b"ABSOLUTE":
+        pointer = str(runs / "other" / "step-000005").encode()
+    (mine / "latest").write_bytes(pointer)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert latest_checkpoint(mine) == mine / "step-000002"
+    finally:
+        (mine / "latest").write_text("step-000002\n")
+
+
+@settings(max_examples=150, **FUZZ)
+@given(name=st.sampled_from(["model.safetensors", "optimizer.pt"]), data=st.data())
+def test_any_flipped_byte_of_a_checkpoint_file_is_refused(runs, name, data):
+    from lmlab.train import TrainConfig, make_optimizer
+
+    file = runs / "mine" / "step-000002" / name
+    good = file.read_bytes()
+    at = data.draw(st.integers(0, len(good) - 1), label="at")
+    bad = bytearray(good)
+    bad[at] ^= data.draw(st.integers(1, 255), label="bits")
+    model = TinyLM()
+    try:
+        file.write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError, match=f"{name} is damaged: its SHA-256"):
+            load_checkpoint(file.parent, model, make_optimizer(model, TrainConfig()))
+    finally:
+        file.write_bytes(good)
+
+
+TRAINING_FIELDS = ["history", "rng_states", "pending_loss", "grad_scaler", "world_size", "train_config",
+                   "fingerprints", "step"]
+
+
+@settings(max_examples=400, **FUZZ)
+@given(data=st.data())
+def test_resume_on_garbled_training_state_is_a_checkpoint_error_or_works(runs, data):
+    """Resuming (lmlab.train) from a state.json whose training fields are replaced, removed or garbled inside."""
+    from ddp_worker import make_batches
+
+    from lmlab.train import TrainConfig, train
+
+    file = runs / "mine" / "step-000002" / "state.json"
+    good = file.read_text()
+    state = json.loads(good)
+    key = data.draw(st.sampled_from(TRAINING_FIELDS), label="key")
+    action = data.draw(st.sampled_from(["replace", "remove", "inside"]), label="action")
+    inner = state.get(key)
+    if action == "remove":
+        state.pop(key, None)
+    elif action == "inside" and isinstance(inner, dict) and inner:
+        inner[data.draw(st.sampled_from(sorted(inner)), label="field")] = data.draw(JSON, label="value")
+    elif action == "inside" and isinstance(inner, list) and inner:
+        inner[data.draw(st.integers(0, len(inner) - 1), label="index")] = data.draw(JSON, label="value")
+    else:
+        state[key] = data.draw(JSON, label="value")
+    config = TrainConfig(max_steps=2, log_every=1, progress=False, device="cpu", checkpoint_dir=str(runs / "mine"))
+    try:
+        file.write_text(json.dumps(state))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                history = train(TinyLM(), make_batches()[0], None, config, resume=True)
+            except CheckpointError as e:
+                assert "state.json" in str(e) or "not written by lmlab.train" in str(e), str(e)
+            else:
+                assert all(s <= 2 for s in history.steps)  # (a history with no logged step yet is valid)
+    finally:
+        file.write_text(good)
+        (runs / "mine" / "latest").write_text("step-000002\n")
+        for other in (runs / "mine").glob("step-*"):
+            if other.name != "step-000002":
+                shutil.rmtree(other)
+
+
+# runs of merges: k merges that each join the newest token with itself (doubling it), or k random merges
+MERGE_RUNS = st.lists(st.tuples(st.sampled_from(["double", "random"]), st.integers(1, 40), st.integers(0, 10**6)),
+                      max_size=6)
+
+
+@settings(max_examples=300, **FUZZ)
+@given(runs=MERGE_RUNS)
+def test_bpe_files_load_within_the_memory_bound_or_are_refused(files, runs):
+    rows = []
+    for how, k, seed in runs:
+        for j in range(k):
+            new = 256 + len(rows)
+            a, b = (seed * 7919 + j) % new, (seed * 104729 + 3 * j) % new
+            rows.append([new - 1, new - 1, new] if how == "double" else [a, b, new])
+    path = files / "merges.json"
+    path.write_text(json.dumps({"format": "lmlab.BPETokenizer", "version": 1, "pattern": None, "special_tokens": {},
+                                "merges": rows}))
+    try:
+        tok = load_tokenizer(path)
+    except ValueError as e:
+        assert "a BPE vocabulary may take" in str(e)
+    else:
+        assert sum(len(t) for t in tok.vocab.values()) <= 2**24
+        assert tok.decode(tok.encode("aaaa")) == "aaaa"
+
+
+@settings(max_examples=500, **FUZZ)
+@given(chars=st.lists(st.characters(), max_size=60))
+def test_a_character_vocabulary_loads_or_names_its_duplicates(chars):
+    dupes = sorted({c for c in chars if chars.count(c) > 1})
+    try:
+        tok = CharTokenizer(chars)
+    except ValueError as e:
+        assert dupes and f"appear twice in the vocabulary: {dupes[:10]}" in str(e)
+    else:
+        assert not dupes and tok.vocab_size == len(chars)
+
+
+NUMBER_TEXT = (st.text(max_size=8) | st.floats().map(repr) | st.integers(-5, 2**70).map(str)
+               | st.sampled_from(["inf", "-inf", "nan", "1e3", "0", "1", "0.5", "1.0", "2**4", " 3", "0x10"]))
+OPTIONS = {  # option -> (command, what an accepted value must be)
+    "--lr": ("train", lambda v: isinstance(v, float) and math.isfinite(v) and v > 0),
+    "--dropout": ("train", lambda v: isinstance(v, float) and 0 <= v < 1),
+    "--max-steps": ("train", lambda v: type(v) is int and v >= 1),
+    "--checkpoint-every": ("train", lambda v: type(v) is int and v >= 1),
+    "--seed": ("train", lambda v: type(v) is int and 0 <= v < 2**32),
+    "--temperature": ("sample", lambda v: isinstance(v, float) and math.isfinite(v) and v > 0),
+    "--top-p": ("sample", lambda v: isinstance(v, float) and 0 < v <= 1),
+    "--num-samples": ("sample", lambda v: type(v) is int and v >= 1),
+    "--timeout": ("course grade", lambda v: isinstance(v, float) and math.isfinite(v) and v > 0),
+}
+
+
+@settings(max_examples=600, **FUZZ)
+@given(option=st.sampled_from(sorted(OPTIONS)), text=NUMBER_TEXT)
+def test_command_line_numbers_are_checked_or_refused_in_one_line(option, text):
+    from hypothesis import assume
+
+    from lmlab.cli import build_parser
+
+    assume(not text.startswith("-") or re.fullmatch(r"-\d+|-\d*\.\d+", text))  # else argparse sees an option
+    command, valid = OPTIONS[option]
+    base = {"train": ["train"], "sample": ["sample", "--checkpoint", "run"],
+            "course grade": ["course", "grade", "subs", "--out", "g.csv"]}[command]
+    err = io.StringIO()
+    try:
+        with redirect_stderr(err):
+            args = build_parser().parse_args([*base, option, text])
+    except SystemExit as e:
+        lines = err.getvalue().strip().splitlines()
+        assert e.code == 2 and len(lines) == 1 and f"argument {option}: must be" in lines[0], err.getvalue()
+    else:
+        assert valid(getattr(args, option[2:].replace("-", "_"))), text

@@ -3,7 +3,7 @@
 A real process trains (the training loop, or the `lmlab train` command) and is killed with SIGKILL after a
 seeded random delay, or at a seeded random point inside a checkpoint write (see tests/kill_worker.py).
 After every kill the latest checkpoint on disk must load (weights, optimizer and state), and the
-next process resumes from it. When a run finally completes, its whole loss history -- the final loss
+next process resumes from it (taking over the lock file the killed one left in the run folder). When a run finally completes, its whole loss history -- the final loss
 included -- must equal, bit for bit, that of a run that was never interrupted (CPU, same seed).
 The processes are forked from a server that has imported torch once, so 20+ kills take seconds.
 """
@@ -119,6 +119,7 @@ class Campaign:
     kills: int = 0
     kills_in_write: int = 0
     kills_before_first_checkpoint: int = 0
+    stale_locks: int = 0  # kills that left the run folder's lock behind (the next process took it over)
     leftovers_seen: set[str] = field(default_factory=set)
     completed: list[dict] = field(default_factory=list)
 
@@ -161,6 +162,7 @@ def kill_campaign(server: ForkServer, new_run, command_for, check_latest, min_ki
         out.kills_in_write += kill_at is not None and f"save-point {kill_at}" in printed
         if run["checkpoints"].is_dir():
             out.leftovers_seen |= {p.name[:9] for p in run["checkpoints"].glob(".*")}  # ".tmp-step"...
+        out.stale_locks += (run["checkpoints"] / ".lock").is_file() or (run["dir"] / ".lock").is_file()
         step = check_latest(run)
         out.kills_before_first_checkpoint += step is None
 
@@ -171,6 +173,7 @@ def record_campaign(record, name: str, result: Campaign) -> None:
     record(f"{name}_kills_inside_a_checkpoint_write", result.kills_in_write)
     record(f"{name}_kills_before_the_first_checkpoint", result.kills_before_first_checkpoint)
     record(f"{name}_runs_completed_after_kills", len(result.completed))
+    record(f"{name}_stale_locks_taken_over", result.stale_locks)
 
 
 def assert_same_history(got: dict, expected: dict) -> None:
@@ -179,7 +182,7 @@ def assert_same_history(got: dict, expected: dict) -> None:
 
 
 def assert_tidy(folder: Path) -> None:
-    """Only step-* folders and the latest file: no temporary leftovers of killed writes."""
+    """Only step-* folders and the latest file: no temporary leftovers of killed writes, no lock."""
     names = sorted(p.name for p in folder.iterdir())
     assert names and all(n.startswith("step-") or n == "latest" for n in names), names
 
@@ -227,6 +230,7 @@ def test_kill_the_training_loop_20_times_and_resume_bit_identically(server, tmp_
     assert result.kills >= 20
     assert result.kills_in_write >= 5, result  # some kills certainly landed inside a checkpoint write
     assert ".tmp-step" in result.leftovers_seen  # a write was cut short ...
+    assert result.stale_locks >= 10, result  # killed trainers left their lock: the next one took it over
     for history in result.completed:
         assert_same_history(history, expected)
         assert history["train_losses"][-1] == expected["train_losses"][-1]  # the final loss, bit for bit
@@ -270,7 +274,7 @@ def test_kill_the_lmlab_train_command_and_resume_bit_identically(server, tmp_pat
     result = kill_campaign(server, new_run, command_for, check_latest, min_kills=8, seed=7,
                            timing=server.timing)
     record_campaign(record_testsuite_property, "cli", result)
-    assert result.kills >= 8 and result.kills_in_write >= 2, result
+    assert result.kills >= 8 and result.kills_in_write >= 2 and result.stale_locks >= 4, result
     for history in result.completed:
         assert_same_history(history, expected)
     for run_dir in tmp_path.glob("run*"):

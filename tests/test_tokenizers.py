@@ -238,3 +238,58 @@ def bpe_hf(bpe):
 @given(st.text())
 def test_bpe_to_hf_same_ids_on_arbitrary_text(bpe, bpe_hf, s):
     assert bpe_hf(s)["input_ids"] == bpe.encode(s)
+
+
+# -- hostile tokenizer files ----------------------------------------------------------------------------
+
+
+def doubling_merges_file(path: Path, n: int = 40) -> Path:
+    """A BPE file of ``n`` merges, each joining the previous token with itself: token 256 + i is 2 ** (i + 1)
+    bytes long, so 40 merges would need 2 ** 40 bytes (a terabyte) of vocabulary."""
+    merges = [[97, 97, 256]] + [[255 + i, 255 + i, 256 + i] for i in range(1, n)]
+    path.write_text(json.dumps({"format": "lmlab.BPETokenizer", "type": "bpe", "version": 1, "pattern": None,
+                                "special_tokens": {}, "merges": merges}))
+    return path
+
+
+def test_a_bpe_file_whose_tokens_double_at_every_merge_is_refused(tmp_path):
+    path = doubling_merges_file(tmp_path / "bomb.json")
+    assert path.stat().st_size < 1100  # about 1 KB
+    with pytest.raises(ValueError, match=r"merge number 22 makes a token of 8,388,608 bytes .* more than the "
+                                         r"16,777,216 bytes a BPE vocabulary may take; the file is damaged"):
+        load_tokenizer(path)
+
+
+def test_long_tokens_that_training_can_make_still_load(tmp_path):
+    tok = BPETokenizer().train("a" * 4096, vocab_size=256 + 12, pattern=None)  # tokens of 2, 4, ... 4096 bytes
+    assert max(len(b) for b in tok.vocab.values()) == 4096
+    tok.save(tmp_path / "long.json")
+    assert load_tokenizer(tmp_path / "long.json").vocab == tok.vocab
+
+
+class CountedChar(str):
+    """A one-character string that counts the comparisons made with it (hash as a plain str)."""
+
+    comparisons = 0
+
+    def __eq__(self, other):
+        CountedChar.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_the_duplicate_check_of_a_character_vocabulary_is_linear():
+    chars = [CountedChar(chr(0x4E00 + i)) for i in range(3000)] + [CountedChar(chr(0x4E00 + 7))]  # one duplicate
+    CountedChar.comparisons = 0
+    with pytest.raises(ValueError, match=r"characters appear twice in the vocabulary: \['万'\]"):
+        CharTokenizer(chars)
+    assert CountedChar.comparisons < 10 * len(chars)  # a quadratic check makes about 9 million
+
+
+def test_a_character_file_with_60000_characters_and_one_duplicate_is_refused(tmp_path):
+    chars = [chr(c) for c in range(0x10000, 0x10000 + 60_000)] + ["a", "a"]
+    (tmp_path / "chars.json").write_text(json.dumps({"format": "lmlab.CharTokenizer", "type": "char", "version": 1,
+                                                     "unk": False, "chars": chars}))
+    with pytest.raises(ValueError, match=r"characters appear twice in the vocabulary: \['a'\]"):
+        load_tokenizer(tmp_path / "chars.json")

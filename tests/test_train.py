@@ -375,5 +375,196 @@ def test_resume_with_other_settings_names_them_and_a_bare_checkpoint_is_refused(
     model = tiny(seed=5)
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(CheckpointError, match="not written by lmlab.train.*load_checkpoint"):
-        train(model, tb, None, c, resume=tmp_path / "bare")
+        train(model, tb, None, replace(c, checkpoint_dir=str(tmp_path / "new")), resume=tmp_path / "bare")
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # nothing was loaded
+
+
+# ---------------------------------------------------------------------------------------------------- run folders
+
+
+def _trained_run(tmp_path, steps=2, **kw):
+    """A run of `steps` updates with checkpoints in tmp_path/run; returns (batches, config for 4 steps)."""
+    tb, _ = make_batches()
+    c = quiet(max_steps=4, checkpoint_dir=str(tmp_path / "run"))
+    train(tiny(), tb, None, replace(c, max_steps=steps), **kw)
+    return tb, c
+
+
+def test_training_into_a_folder_that_holds_a_run_refuses_unless_overwrite(tmp_path):
+    import os
+
+    tb, _ = make_batches()
+    run = tmp_path / "run"
+    c = quiet(max_steps=3, checkpoint_dir=str(run))
+    model = tiny()
+    train(model, tb, None, c)
+    weights = [p.detach().clone() for p in model.parameters()]
+    names = sorted(os.listdir(run))
+    with pytest.raises(FileExistsError, match=r"already holds a run \(latest checkpoint step-000003\).*resume=True"
+                                              r".*overwrite=True"):
+        train(model, tb, None, c)  # a notebook cell run a second time
+    assert sorted(os.listdir(run)) == names  # nothing deleted
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), weights))  # nor trained further
+    assert all(torch.equal(p, q) for p, q in zip(load_checkpoint(run, tiny(seed=9)).model.parameters(), weights))
+    train(tiny(), tb, None, replace(c, checkpoint_dir=str(tmp_path / "other")))
+    with pytest.raises(FileExistsError, match="already holds a run"):  # continuing another run's checkpoint there
+        train(tiny(), tb, None, c, resume=tmp_path / "other")
+    with pytest.raises(ValueError, match="overwrite=True starts a new run; it cannot be combined with resume"):
+        train(tiny(), tb, None, c, resume=True, overwrite=True)
+
+    fresh = tiny(seed=4)
+    h = train(fresh, tb, None, replace(c, max_steps=2), overwrite=True)
+    assert h.steps[-1] == 2 and sorted(os.listdir(run)) == ["latest", "step-000002"]  # the old run is gone
+    assert all(torch.equal(p, q) for p, q in zip(load_checkpoint(run, tiny()).model.parameters(), fresh.parameters()))
+
+
+def test_resuming_from_an_earlier_checkpoint_of_the_same_folder_is_allowed(tmp_path):
+    tb, _ = make_batches()
+    c = quiet(max_steps=4, checkpoint_dir=str(tmp_path), checkpoint_every=2, keep_checkpoints=5)
+    train(tiny(), tb, None, c)
+    h = train(tiny(), tb, None, c, resume=tmp_path / "step-000002")  # a rewind: the user asked for it
+    assert h.steps[-1] == 4
+
+
+@pytest.mark.parametrize("field, value", [
+    ("rng_states", []),
+    ("rng_states", [{"torch": "not base64!"}]),
+    ("rng_states", [{"python": [3, [1, 2], None]}]),
+    ("rng_states", [5]),
+    ("pending_loss", [1.0]),
+    ("pending_loss", ["a", 1]),
+    ("pending_loss", [1.0, -3]),
+    ("history", []),
+    ("history", {"steps": 5}),
+    ("history", {"steps": [1, 2], "train_losses": [1.0]}),
+    ("history", {"steps": [1, 9], "train_losses": [1.0, 2.0], "lrs": [0.1, 0.1], "grad_norms": [1, 1],
+                 "tokens": [1, 2], "times": [0.1, 0.2]}),
+    ("history", {"tokens_seen": "many"}),
+    ("grad_scaler", "x"),
+    ("grad_scaler", {"scale": "big"}),
+    ("world_size", 0),
+    ("train_config", [1]),
+    ("fingerprints", "x"),
+    ("fingerprints", {"batch_shape": "8x8"}),
+], ids=lambda v: v if isinstance(v, str) else json.dumps(v)[:30])
+def test_every_malformed_training_field_of_state_json_is_named(tmp_path, field, value):
+    from lmlab.checkpoint import CheckpointError
+
+    tb, c = _trained_run(tmp_path)
+    path = latest_checkpoint(tmp_path / "run")
+    state = json.loads((path / "state.json").read_text())
+    state[field] = value
+    (path / "state.json").write_text(json.dumps(state))
+    model = tiny(seed=5)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(CheckpointError, match=rf"state.json: '{field}' is malformed \(.+\); the checkpoint is "
+                                              "damaged"):
+        train(model, tb, None, c, resume=True)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # nothing was loaded
+
+
+def test_resuming_with_other_data_or_batch_shape_warns_and_strict_refuses(tmp_path):
+    import shutil
+    import warnings
+
+    _, c = _trained_run(tmp_path)
+    c = replace(c, max_steps=2)  # the same settings: only the data differs
+    copy = replace(c, checkpoint_dir=str(tmp_path / "copy"))
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same data: no warning
+        train(tiny(), make_batches()[0], None, copy, resume=True)
+    for batches, says in [(make_batches(seed=1)[0], r"data: batch 0 differs from the one the checkpoint saw"),
+                          (make_batches(batch_size=16)[0], r"batch shape: checkpoint \[8, 8\], now \[16, 8\]")]:
+        with pytest.raises(ValueError, match=rf"strict=True.*{says}"):
+            train(tiny(), batches, None, c, resume=True, strict=True)
+        with pytest.warns(UserWarning, match=says):
+            train(tiny(), batches, None, copy, resume=True)
+
+
+def test_resuming_with_another_tokenizer_warns_and_strict_refuses(tmp_path):
+    from lmlab.tokenizers import CharTokenizer
+
+    tok_a, tok_b = CharTokenizer(list("abcdefghijk")), CharTokenizer(list("abcdefghijz"))
+    tb, c = _trained_run(tmp_path, tokenizer=tok_a)
+    state = json.loads((latest_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["fingerprints"]["tokenizer"]["vocab_size"] == 11
+    with pytest.raises(ValueError, match=r"strict=True.*tokenizer: .*differs"):
+        train(tiny(), tb, None, c, resume=True, strict=True, tokenizer=tok_b)
+    with pytest.warns(UserWarning, match=r"tokenizer: .*differs"):
+        train(tiny(), tb, None, c, resume=True, tokenizer=tok_b)
+
+
+def test_strict_resume_refuses_other_settings_too(tmp_path):
+    tb, c = _trained_run(tmp_path)
+    with pytest.raises(ValueError, match=r"strict=True.*lr: checkpoint 0.01, now 0.02"):
+        train(tiny(), tb, None, replace(c, lr=2e-2), resume=True, strict=True)
+    assert latest_checkpoint(tmp_path / "run").name == "step-000002"
+
+
+LOCK_HOLDER = r"""
+import pathlib, sys, time
+from ddp_worker import TinyLM, make_batches
+from lmlab.train import TrainConfig, train
+
+run, marker, release = map(pathlib.Path, sys.argv[1:4])
+
+def hold(step, history):
+    marker.write_text("training")
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+train(TinyLM(), make_batches()[0], None, TrainConfig(max_steps=2, log_every=1, progress=False, device="cpu",
+      checkpoint_dir=str(run)), resume=True, callback=hold)
+"""
+
+
+def _holder_config(tmp_path):
+    """The settings of LOCK_HOLDER's run."""
+    return TrainConfig(max_steps=2, log_every=1, progress=False, device="cpu", checkpoint_dir=str(tmp_path / "run"))
+
+
+def _start_holder(tmp_path):
+    """A real training process that stops inside its first step's callback until `release` exists."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(here.parent), str(here)]))
+    marker, release = tmp_path / "marker", tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "run"), str(marker), str(release)],
+                            env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the first trainer did not start"
+        time.sleep(0.05)
+    return proc, release
+
+
+def test_a_second_trainer_in_the_same_folder_is_stopped_with_a_clear_message(tmp_path):
+    from lmlab.checkpoint import RunLockedError
+
+    proc, release = _start_holder(tmp_path)
+    try:
+        with pytest.raises(RunLockedError, match=rf"another training process \(pid {proc.pid}\) is using "
+                                                 rf".*run; wait for it to finish"):
+            train(tiny(), make_batches()[0], None, _holder_config(tmp_path), resume=True)
+    finally:
+        release.touch()
+        assert proc.wait(timeout=120) == 0  # the first trainer was not disturbed
+    assert latest_checkpoint(tmp_path / "run").name == "step-000002" and not (tmp_path / "run" / ".lock").exists()
+    h = train(tiny(), make_batches()[0], None, _holder_config(tmp_path), resume=True)  # free again
+    assert h.steps[-1] == 2
+
+
+def test_the_stale_lock_of_a_killed_trainer_is_taken_over(tmp_path):
+    proc, _ = _start_holder(tmp_path)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert (tmp_path / "run" / ".lock").is_file()  # what a killed trainer leaves behind
+    h = train(tiny(), make_batches()[0], None, _holder_config(tmp_path), resume=True)
+    assert h.steps[-1] == 2 and not (tmp_path / "run" / ".lock").exists()

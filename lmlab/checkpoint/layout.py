@@ -24,7 +24,7 @@ from lmlab.models import model_spec
 
 FORMAT_VERSION = 1  # bump when the folder layout or state.json keys change incompatibly
 MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, LATEST_FILE = "model.safetensors", "optimizer.pt", "state.json", "latest"
-STEP_DIR = re.compile(r"^step-(\d+)$")
+STEP_DIR = re.compile(r"step-([0-9]+)")  # matched whole (fullmatch): no path, no newline
 LEFTOVER = re.compile(r"^\.(?:tmp-step-\d+|del-step-\d+|latest\.tmp)-[0-9a-f]+$")  # see remove_leftovers
 OLD_DIR = re.compile(r"^\.old-(step-\d+)-[0-9a-f]+$")
 
@@ -81,7 +81,7 @@ def model_spec_or_none(model: nn.Module) -> dict[str, Any] | None:
 
 def step_of(path: Path) -> int | None:
     """The step of a ``step-XXXXXX`` folder name, else None. Example: step-000012 -> 12"""
-    m = STEP_DIR.match(path.name)
+    m = STEP_DIR.fullmatch(path.name)
     return int(m.group(1)) if m else None
 
 
@@ -99,16 +99,32 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: step_of(p))
 
 
+def read_pointer(directory: Path) -> str | None:
+    """The ``step-XXXXXX`` name the ``latest`` file of ``directory`` holds, or None when there is no such
+    file or it holds anything else: a path (absolute, or through ``..`` into another run), bytes that are
+    not UTF-8, or more than a name's worth of them. Example: b"step-000012\\n" -> "step-000012";
+    b"../other-run/step-000500" -> None"""
+    try:
+        with open(directory / LATEST_FILE, "rb") as f:
+            raw = f.read(64)  # a step name is short: never read more than this
+    except OSError:  # missing, a folder, unreadable
+        return None
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    return name if STEP_DIR.fullmatch(name) and len(raw) < 64 else None
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint in ``directory``: the one the ``latest`` file names, or, if that
-    file is missing or points to something incomplete, the highest ``step-*`` folder. ``None`` if there
-    is none."""
+    file is missing, holds anything but a bare ``step-XXXXXX`` name (``read_pointer``), or names something
+    incomplete, the highest ``step-*`` folder. ``None`` if there is none. Never a folder outside
+    ``directory``."""
     directory = Path(directory)
-    pointer = directory / LATEST_FILE
-    if pointer.is_file():
-        target = directory / pointer.read_text().strip()
-        if is_complete(target):
-            return target
+    name = read_pointer(directory)
+    if name is not None and is_complete(directory / name):
+        return directory / name
     found = list_checkpoints(directory)
     return found[-1] if found else None
 

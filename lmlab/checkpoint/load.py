@@ -1,6 +1,9 @@
-"""Loading a checkpoint: read and check ``state.json``, check the model fits the saved tensors (names and
-shapes) before anything is loaded, then load the weights (safetensors) and the optimizer state
-(``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and plain containers).
+"""Loading a checkpoint: read and check ``state.json``; read each file once and check its SHA-256, its values
+and its fit (``lmlab.checkpoint.verify``); check the model fits the saved tensors (names and shapes) -- a model
+rebuilt from the spec is first built on the ``meta`` device, which allocates nothing, so a spec edited to ask
+for a huge vocabulary is refused before any memory is taken -- and only then load the weights (safetensors)
+and the optimizer state (``torch.load(weights_only=True)``, on torch 2.6 or later). So a checkpoint that
+fails any check leaves the model and the optimizer untouched.
 
 ``load_checkpoint(path)`` does it all; ``restore(path, state, ...)`` is its second half, for a caller that
 has already read the state (the training loop's resume).
@@ -10,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,11 @@ from lmlab.checkpoint.layout import (
     STATE_FILE,
     Checkpoint,
     CheckpointError,
-    UnsafeCheckpointError,
     model_spec_or_none,
     resolve_checkpoint,
     unwrap_model,
 )
+from lmlab.checkpoint.verify import check_files_field, read_optimizer_state, read_tensors, read_verified
 from lmlab.models import build_model
 
 
@@ -70,6 +71,7 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
         problems.append(f"'model_spec' must be null or {{\"kind\": str, \"config\": {{...}}}}, got {spec!r:.200}")
     if problems:
         raise CheckpointError(f"{file} is damaged: " + "; ".join(problems))
+    check_files_field(Path(path), state)
     saved_version = state.get("lmlab_version")
     if saved_version != lmlab.__version__:
         warnings.warn(
@@ -91,18 +93,22 @@ def load_checkpoint(
         path_or_dir: a ``step-XXXXXX`` folder, or a folder of them (the latest is loaded).
         model: the model to load the weights into. ``None``: rebuild it from the checkpoint's model
             spec with ``lmlab.models.build_model`` (on CPU).
-        optimizer: loaded from ``optimizer.pt`` when given.
-        map_location: where tensors are read to before being copied into the model/optimizer.
+        optimizer: loaded from ``optimizer.pt`` when given (needs torch 2.6 or later: ``lmlab.safe_load``).
+        map_location: where the optimizer's tensors are read to before being copied into the optimizer.
 
     Returns:
         A ``Checkpoint`` (path, step, state, model).
 
     Raises:
         CheckpointError: nothing to load, another format version, damaged files (state.json that is not
-            a JSON object with a step, weights or optimizer state that cannot be read), or a model whose
-            tensor names or shapes differ from the checkpoint's (the message lists the config and tensor
-            differences; nothing is loaded). A config that differs only in settings without weights
-            (dropout) warns, and so does a checkpoint written by another lmlab version of the same format.
+            a JSON object with a step, a file whose SHA-256 differs from the one state.json records, weights
+            or optimizer state that cannot be read or hold NaN/inf), an optimizer state that does not fit the
+            optimizer (other groups, moments of other shapes), ``optimizer=`` on torch older than 2.6
+            (CVE-2025-32434: load without it to get the weights), or a model whose tensor names or shapes
+            differ from the checkpoint's (the message lists the config and tensor differences; nothing is
+            loaded). Every check comes before anything is loaded. A config that differs only in settings
+            without weights (dropout) warns, and so do a checkpoint written by another lmlab version of the
+            same format and one without recorded SHA-256s.
         UnsafeCheckpointError: ``optimizer.pt`` holds pickled objects that are not tensors or plain
             containers (loading them could run code, so they are not loaded).
     """
@@ -118,30 +124,61 @@ def restore(
     map_location: str | torch.device = "cpu",
 ) -> Checkpoint:
     """Load the checkpoint folder ``path``, whose ``state.json`` ``read_state`` has read as ``state``, into
-    ``model`` (or a model rebuilt from its spec) and ``optimizer``. Raises as ``load_checkpoint``."""
+    ``model`` (or a model rebuilt from its spec) and ``optimizer``. Raises as ``load_checkpoint``; every
+    check comes before anything is loaded."""
+    if "files" not in state:
+        warnings.warn(f"{path / STATE_FILE} records no SHA-256 of its files (it was written before lmlab "
+                      "recorded them), so damaged bytes cannot be found; it loads unchecked", stacklevel=3)
+    tensors = read_tensors(path / MODEL_FILE, read_verified(path, MODEL_FILE, state))  # CPU tensors, all finite
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     spec = state.get("model_spec")
-    model = unwrap_model(model if model is not None else _rebuild(path, spec))
-    _check_fits(path, spec, model)
-    _load_weights(path, model, map_location)
+    model = unwrap_model(model) if model is not None else _rebuild(path, spec, shapes)
+    _check_fits(path, spec, model, shapes)
+    opt_state = None
     if optimizer is not None:
-        _load_optimizer(path, optimizer, map_location)
+        if not (path / OPTIMIZER_FILE).is_file():
+            raise CheckpointError(f"{path} holds no optimizer state ({OPTIMIZER_FILE}); load it without optimizer=")
+        opt_data = read_verified(path, OPTIMIZER_FILE, state)
+        opt_state = read_optimizer_state(path / OPTIMIZER_FILE, opt_data, optimizer, map_location)
+    # ---- every check passed: load (tied names, stored once, load through their twin)
+    model.load_state_dict(tensors, strict=False)
+    if opt_state is not None:
+        try:
+            optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise CheckpointError(f"the optimizer does not match {path / OPTIMIZER_FILE}: {e}. Create the "
+                                  "optimizer with the same parameter groups as the run that saved it") from e
     return Checkpoint(path=path, step=int(state["step"]), state=state, model=model)
 
 
-def _rebuild(path: Path, spec: dict[str, Any] | None) -> nn.Module:
-    """A fresh model from the checkpoint's model spec (``lmlab.models.build_model``)."""
+def _rebuild(path: Path, spec: dict[str, Any] | None, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+    """A fresh model from the checkpoint's model spec (``lmlab.models.build_model``), built for real only
+    once a skeleton on the ``meta`` device (shapes, no memory) has the checkpoint's tensor shapes."""
     if spec is None:
         raise CheckpointError(
             f"{path} does not say how to build its model (no model spec: the model class is not one of "
             "lmlab.models); build the model yourself and pass it as model=..."
         )
-    try:
-        return build_model(spec["kind"], spec["config"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot rebuild the model of {path} from its model spec ({e}); the checkpoint was written by "
-            "another lmlab version or edited by hand: build the model yourself and pass it as model=..."
-        ) from e
+    largest = max([d for shape in shapes.values() for d in shape], default=0)
+    # a size larger than every saved dimension and the number of tensors cannot fit (and n_layer=10**9 would
+    # take long even on the meta device): refused from the numbers alone
+    diffs = [f"{k}={v} is larger than any tensor dimension it saved (the largest is {largest})"
+             for k, v in spec["config"].items() if type(v) is int and v > max(largest, len(shapes))]
+    if not diffs:
+        try:
+            with torch.device("meta"):
+                skeleton = build_model(spec["kind"], spec["config"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"cannot rebuild the model of {path} from its model spec ({e}); the checkpoint was written by "
+                "another lmlab version or edited by hand: build the model yourself and pass it as model=..."
+            ) from e
+        diffs = _shape_differences(shapes, skeleton)
+    if diffs:
+        raise CheckpointError(f"the model spec in {path / STATE_FILE} does not match {MODEL_FILE} (nothing was "
+                              "allocated): " + "; ".join(diffs[:10]) + ". The state.json was edited or damaged: "
+                              "use an earlier checkpoint, or build the model yourself and pass it as model=...")
+    return build_model(spec["kind"], spec["config"])
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -159,37 +196,28 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[
 def _shape_differences(saved: dict[str, tuple[int, ...]], model: nn.Module) -> list[str]:
     """Readable differences between the saved tensor names/shapes and the model's.
 
-    A name the checkpoint lacks is fine when it is tied to (shares memory with) a saved tensor.
+    A name the checkpoint lacks is fine when it is tied to (is the same tensor as) a saved one.
     """
-    current = model.state_dict()
+    current = model.state_dict(keep_vars=True)  # the tensors themselves: tied names give the same object
     out = []
     for name, shape in saved.items():
         if name not in current:
             out.append(f"{name}: in the checkpoint {list(shape)}, not in the model")
         elif tuple(current[name].shape) != tuple(shape):
             out.append(f"{name}: checkpoint {list(shape)}, model {list(current[name].shape)}")
-    saved_ptrs = {current[n].data_ptr() for n in saved if n in current and current[n].numel() > 0}
+    saved_tensors = {id(current[n]) for n in saved if n in current}
     for name, t in current.items():
-        if name not in saved and not (t.numel() > 0 and t.data_ptr() in saved_ptrs):
+        if name not in saved and id(t) not in saved_tensors:
             out.append(f"{name}: in the model {list(t.shape)}, not in the checkpoint")
     return out
 
 
-def _check_fits(path: Path, spec: dict[str, Any] | None, model: nn.Module) -> None:
+def _check_fits(path: Path, spec: dict[str, Any] | None, model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> None:
     """Refuse (nothing loaded) a model whose tensor names or shapes differ from the checkpoint's; warn when
     only settings without weights (dropout) differ."""
-    from safetensors import SafetensorError, safe_open
-
     current = model_spec_or_none(model)
     config_diffs = _config_differences(spec, current) if spec is not None and current is not None else []
-    try:
-        with safe_open(str(path / MODEL_FILE), framework="pt") as f:
-            saved_shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(
-            f"{path / MODEL_FILE} cannot be read ({e}); the checkpoint is damaged: use an earlier one"
-        ) from e
-    tensor_diffs = _shape_differences(saved_shapes, model)
+    tensor_diffs = _shape_differences(shapes, model)
     if tensor_diffs:
         lines = config_diffs + tensor_diffs[:20]
         if len(tensor_diffs) > 20:
@@ -202,41 +230,3 @@ def _check_fits(path: Path, spec: dict[str, Any] | None, model: nn.Module) -> No
         warnings.warn(
             f"loading {path} into a model with a different config: " + "; ".join(config_diffs), stacklevel=4
         )
-
-
-def _load_weights(path: Path, model: nn.Module, map_location: str | torch.device) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    try:
-        load_model(model, str(path / MODEL_FILE), strict=True, device=str(map_location))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(
-            f"{path / MODEL_FILE} cannot be read ({e}); the checkpoint is damaged: use an earlier one"
-        ) from e
-
-
-def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer, map_location: str | torch.device) -> None:
-    """``optimizer.pt`` into ``optimizer``, refusing pickled objects other than tensors and plain containers."""
-    opt_file = path / OPTIMIZER_FILE
-    if not opt_file.is_file():
-        raise CheckpointError(f"{path} holds no optimizer state ({OPTIMIZER_FILE}); load it without optimizer=")
-    if not zipfile.is_zipfile(opt_file):  # torch.save writes a zip archive
-        raise CheckpointError(f"{opt_file} is not a file written by torch.save; the checkpoint is damaged")
-    try:
-        opt_state = torch.load(opt_file, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(
-            f"refused to load {opt_file}: it contains pickled objects other than tensors and plain "
-            "containers (or is damaged), and unpickling them could run arbitrary code. Do not load files "
-            f"from sources you do not trust. (torch said: {str(e).splitlines()[0]})"
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{opt_file} cannot be read ({e}); the checkpoint is damaged") from e
-    try:
-        optimizer.load_state_dict(opt_state)
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise CheckpointError(
-            f"the optimizer does not match {opt_file}: {e}. Create the optimizer with the same parameter "
-            "groups as the run that saved it"
-        ) from e

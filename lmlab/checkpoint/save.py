@@ -1,5 +1,6 @@
 """Saving a checkpoint atomically: write a hidden temporary folder, flush it to disk, rename it into place,
-then point ``latest`` at it and delete the oldest checkpoints.
+then point ``latest`` at it and delete the oldest checkpoints. ``state.json``, written last, records the
+SHA-256 of the other files (``"files"``), which loading checks.
 
 The rename is the commit point: before it the previous checkpoint is the latest, after it the new one
 is complete. Saving a step again moves the old copy aside first (``.old-step-*``) and deletes it only
@@ -33,6 +34,7 @@ from lmlab.checkpoint.layout import (
     remove_leftovers,
     unwrap_model,
 )
+from lmlab.checkpoint.verify import file_hashes
 
 
 def save_checkpoint(
@@ -72,8 +74,8 @@ def save_checkpoint(
     if not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be at least 1 (the checkpoint just written), got {keep!r}")
     model = unwrap_model(model)
-    text = _state_json(model, step, state)
-    final = _write(Path(directory), model, optimizer, step, text)
+    contents = _state_contents(model, step, state)  # a TypeError now, before anything is written
+    final = _write(Path(directory), model, optimizer, step, contents)
     # prune: keep the new checkpoint and the newest keep - 1 others
     others = [p for p in list_checkpoints(directory) if p != final]
     for p in others[: max(0, len(others) - (keep - 1))]:
@@ -81,23 +83,26 @@ def save_checkpoint(
     return final
 
 
-def _state_json(model: nn.Module, step: int, state: dict[str, Any] | None) -> str:
-    """The text of ``state.json``: format version, lmlab version, step, model spec, then ``state``."""
+def _state_contents(model: nn.Module, step: int, state: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``state.json`` holds: format version, lmlab version, step, model spec, the SHA-256 of the files
+    (filled in by ``_write``), then ``state``. Raises TypeError when ``state`` is not JSON data."""
     contents = {
         "format_version": FORMAT_VERSION,
         "lmlab_version": lmlab.__version__,
         "step": step,
         "model_spec": model_spec_or_none(model),
+        "files": {},
         **(state or {}),
     }
     try:
-        return json.dumps(contents, indent=1)
-    except TypeError as e:
+        json.dumps(contents)
+    except (TypeError, ValueError) as e:
         raise TypeError(f"the checkpoint state must be JSON data (dicts, lists, numbers, strings): {e}") from e
+    return contents
 
 
 def _write(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, step: int,
-           state_text: str) -> Path:
+           contents: dict[str, Any]) -> Path:
     """Write the checkpoint into a temporary folder, flush it, rename it to ``step-XXXXXX``, point ``latest``
     at it. On any error: remove what was written, put a moved-aside copy back, raise."""
     from safetensors import SafetensorError
@@ -116,7 +121,9 @@ def _write(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer |
             writing = OPTIMIZER_FILE
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         writing = STATE_FILE
-        (tmp / STATE_FILE).write_text(state_text)
+        names = [MODEL_FILE] + ([OPTIMIZER_FILE] if optimizer is not None else [])
+        contents = {**contents, "files": file_hashes(tmp, names)}
+        (tmp / STATE_FILE).write_text(json.dumps(contents, indent=1))
         writing = "the flush to disk and the rename"
         for f in tmp.iterdir():
             files.fsync_file(f)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmlab.runconfig import positive_float, positive_int  # numbers checked as they are parsed
+
 __all__ = ["add_cli", "main"]
 
 
@@ -32,14 +34,14 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, help="CSV to write: one row per student (LMS import)")
     g.add_argument("--seed", type=int, default=None,
                    help="the seed of the hidden cases; keep it secret, and keep it to regrade (default: a new one)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds to run one notebook (default 120)")
-    g.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: --timeout)")
+    g.add_argument("--timeout", type=positive_float, default=120.0, help="seconds to run one notebook (default 120)")
+    g.add_argument("--cell-timeout", type=positive_float, default=None, help="seconds per cell (default: --timeout)")
     g.add_argument("--exercises", nargs="*", default=None,
                    help="exercises for the columns: nb01 (all of them) or nb01.q1")
     g.add_argument("--executed", type=Path, default=None, help="folder to keep the executed notebooks in")
     g.add_argument("--feedback", type=Path, default=None,
                    help="folder for the feedback files (default: feedback/ beside OUT)")
-    g.add_argument("--jobs", type=int, default=1, help="submissions to grade at once (default 1)")
+    g.add_argument("--jobs", type=positive_int, default=1, help="submissions to grade at once (default 1)")
     g.add_argument("--partial-credit", action="store_true", help="points per case passed, not all or nothing")
     g.add_argument("--no-run", action="store_true", help="grade the exercise functions without running the notebooks")
     g.add_argument("--sandbox", choices=["process", "docker"], default="process",

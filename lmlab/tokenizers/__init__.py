@@ -13,13 +13,17 @@ Where to read:
 - ``pretokenize``: the GPT-2 and GPT-4 regexes and ``split_chunks``;
 - ``bpe``: ``get_stats`` and ``merge``, the textbook trainer (the reference), the fast incremental trainer
   (the same merges), and ``BPETokenizer``;
-- ``fileformat``: the JSON files ``save`` writes and ``load`` reads; ``load_tokenizer`` (below) reads either;
+- ``fileformat``: the JSON files ``save`` writes and ``load`` reads; ``load_tokenizer`` (below) reads either,
+  and ``tokenizer_fingerprint`` identifies one;
 - ``hf``: export to a ``transformers`` fast tokenizer with the same ids (``to_hf``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from typing import Any
 
 from lmlab.tokenizers.bpe import BPETokenizer, get_stats, incremental_merges, merge, textbook_merges
 from lmlab.tokenizers.char import UNK, CharTokenizer
@@ -31,6 +35,7 @@ __all__ = [
     "CharTokenizer",
     "BPETokenizer",
     "load_tokenizer",
+    "tokenizer_fingerprint",
     "get_stats",
     "merge",
     "split_chunks",
@@ -55,3 +60,16 @@ def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
     data = parse_json_file(path)  # FileNotFoundError / ValueError saying what is wrong
     fmt = data.get("format") if isinstance(data, dict) else None
     return BPETokenizer.load(path) if fmt == "lmlab.BPETokenizer" else CharTokenizer.load(path)
+
+
+def tokenizer_fingerprint(tok: CharTokenizer | BPETokenizer) -> dict[str, Any]:
+    """What identifies a tokenizer, for checkpoints (``lmlab.train(..., tokenizer=tok)``) and ``lmlab sample``:
+    its kind, its vocabulary size and the SHA-256 of what its file holds (``to_dict()``).
+
+    Example: tokenizer_fingerprint(CharTokenizer.from_text("ab")) -> {"kind": "char", "vocab_size": 2, "sha256": "..."}
+    """
+    if not callable(getattr(tok, "to_dict", None)):
+        raise TypeError(f"tokenizer must be an lmlab CharTokenizer or BPETokenizer, got {type(tok).__name__}")
+    data = tok.to_dict()
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return {"kind": data["type"], "vocab_size": tok.vocab_size, "sha256": hashlib.sha256(text.encode()).hexdigest()}

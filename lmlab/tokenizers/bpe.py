@@ -189,6 +189,30 @@ def _merge_in_words(pair: tuple[int, int], idx: int, words: list[list[int]], fre
 
 
 
+MAX_VOCAB_BYTES = 2**24  # 16 MiB: far above any real vocabulary (GPT-4's 100k tokens take under 1 MiB)
+
+
+def _read_merges(rows: list, where: str) -> list[tuple[tuple[int, int], int]]:
+    """The merges of a tokenizer file, checked: ``[a, b, 256 + i]`` with ``a, b < 256 + i``, and the bytes of
+    the vocabulary they build bounded (each merge can double a token: 40 merges of a 1 KB file would ask
+    for 2 ** 40 bytes). Lengths are added up as ints before any token is built."""
+    merges, lengths, total = [], [1] * 256, 256
+    for i, m in enumerate(rows):
+        ok = isinstance(m, list) and len(m) == 3 and all(type(x) is int for x in m)
+        if not ok or m[2] != 256 + i or not (0 <= m[0] < m[2] and 0 <= m[1] < m[2]):
+            raise ValueError(f"{where!r}: merge number {i} is {m!r}; expected [a, b, {256 + i}] with a, b < {256 + i}")
+        lengths.append(lengths[m[0]] + lengths[m[1]])
+        total += lengths[-1]
+        if total > MAX_VOCAB_BYTES:
+            raise ValueError(
+                f"{where!r}: merge number {i} makes a token of {lengths[-1]:,} bytes (the vocabulary would take "
+                f"{total:,} bytes), more than the {MAX_VOCAB_BYTES:,} bytes a BPE vocabulary may take; the file is "
+                "damaged or was not written by BPETokenizer.save"
+            )
+        merges.append(((m[0], m[1]), m[2]))
+    return merges
+
+
 class BPETokenizer:
     """Byte-level BPE: ids 0..255 are bytes, then one id per learned merge, then special tokens.
 
@@ -365,10 +389,14 @@ class BPETokenizer:
     # -- files ---------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write readable JSON: the pattern, merges ``[a, b, new_id]`` in order, special tokens, and
+        """Write ``to_dict()`` as readable JSON."""
+        write_tokenizer_json(path, self.to_dict())
+
+    def to_dict(self) -> dict:
+        """What ``save`` writes: the pattern, merges ``[a, b, new_id]`` in order, special tokens, and
         (for reading only, ignored by ``load``) each merged token's text."""
         readable = {idx: self.vocab[idx].decode("utf-8", errors="replace") for _, idx in self.merges}
-        data = {
+        return {
             "format": "lmlab.BPETokenizer",
             "type": "bpe",  # what `lmlab` commands look at to pick the class
             "version": 1,
@@ -377,7 +405,6 @@ class BPETokenizer:
             "merges": [[a, b, idx] for (a, b), idx in self.merges],
             "tokens_readable": {str(k): v for k, v in readable.items()},
         }
-        write_tokenizer_json(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -393,14 +420,7 @@ class BPETokenizer:
             raise ValueError(f"{where!r}: its 'pattern' is unusable ({e}); the file is damaged") from None
         if not isinstance(data["merges"], list):
             raise ValueError(f"{where!r}: 'merges' must be a list of [a, b, new_id], got {type(data['merges']).__name__}")
-        merges = []
-        for i, m in enumerate(data["merges"]):
-            ok = isinstance(m, list) and len(m) == 3 and all(type(x) is int for x in m)
-            if not ok or m[2] != 256 + i or not (0 <= m[0] < m[2] and 0 <= m[1] < m[2]):
-                raise ValueError(
-                    f"{where!r}: merge number {i} is {m!r}; expected [a, b, {256 + i}] with a, b < {256 + i}"
-                )
-            merges.append(((m[0], m[1]), m[2]))
+        merges = _read_merges(data["merges"], where)
         specials = data["special_tokens"]
         n = 256 + len(merges)
         if (

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 
 from lmlab.checks import as_token_id, token_id_list
@@ -37,7 +38,7 @@ class CharTokenizer:
         for ch in chars:
             if not isinstance(ch, str) or len(ch) != 1:
                 raise ValueError(f"each vocabulary entry must be a single character, got {ch!r}")
-        dupes = sorted({c for c in chars if chars.count(c) > 1}) if len(set(chars)) != len(chars) else []
+        dupes = sorted(c for c, n in Counter(chars).items() if n > 1)  # one pass: fine for 100,000s of characters
         if dupes:
             raise ValueError(f"characters appear twice in the vocabulary: {dupes[:10]}; list each once")
         self.chars: list[str] = chars
@@ -89,11 +90,13 @@ class CharTokenizer:
                 )
         return "".join(out)
 
+    def to_dict(self) -> dict:
+        """What ``save`` writes: ``{"format": "lmlab.CharTokenizer", ..., "chars": [...]}``."""
+        return {"format": "lmlab.CharTokenizer", "type": "char", "version": 1, "unk": self.unk, "chars": self.chars}
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the alphabet as readable JSON (``{"format": "lmlab.CharTokenizer", "chars": [...]}``)."""
-        write_tokenizer_json(
-            path, {"format": "lmlab.CharTokenizer", "type": "char", "version": 1, "unk": self.unk, "chars": self.chars}
-        )
+        """Write the alphabet as readable JSON (``to_dict()``)."""
+        write_tokenizer_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CharTokenizer:

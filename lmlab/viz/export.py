@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lmlab.files import atomic_write
 from lmlab.viz.live import LiveHeatmap
 from lmlab.viz.neuron import plot_generation
 from lmlab.viz.plots import figure_bytes, plot_query, thumbnail_png, token_label
@@ -193,7 +194,4 @@ def export(ex: Any, path: str | os.PathLike, view: str, dpi: int = 150) -> Path:
         svg = figure_bytes(_figure_for(ex, view), "svg", dpi)
         data = _page(ex, _title(ex), [f"<img alt='{view} view' src='{_data_uri(svg, 'image/svg+xml')}'>"]).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, data)
