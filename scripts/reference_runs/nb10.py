@@ -1,4 +1,4 @@
-"""Notebook 10's pretraining cell: a small GPT on unlabelled topic documents (word tokens), 800 steps."""
+"""Notebook 10's pretraining cell: a small GPT on unlabelled topic documents (word tokens), 1600 steps."""
 
 import torch
 
@@ -17,7 +17,7 @@ def pretrain(seed: int):
     model = GPT(GPTConfig(vocab_size=len(vocab), block_size=32, n_layer=2, n_head=4, n_embd=64))
     history = train(model, LMBatches(lm_train, block_size=32, batch_size=32, seed=seed),
                     LMBatches(lm_val, block_size=32, batch_size=32, random=False),
-                    TrainConfig(max_steps=800, lr=3e-3, warmup_steps=20, eval_every=100, eval_batches=10,
+                    TrainConfig(max_steps=1600, lr=3e-3, warmup_steps=20, eval_every=200, eval_batches=10,
                                 seed=seed, progress=False, device="cpu"))
     return history.val_steps, history.val_losses
 
