@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lmlab.exercises import nb12 as ex
-from lmlab.exercises.nb12 import CONV1D_WEIGHTS, ref_convert_weight, ref_first_mismatch, small_gpt
+from lmlab.exercises.nb12 import CONV1D_WEIGHTS, ref_bert_name, ref_convert_weight, ref_first_mismatch, small_bert, small_gpt
 from lmlab.interop import to_hf
-from exercise_helpers import fails_with, passes
+from exercise_helpers import fails_with, passes, solution_function
 
 
 @pytest.mark.parametrize("config", ex.q1.cases + ex.q1.hidden_cases(0))
@@ -89,3 +89,51 @@ def test_q2_stub_not_solved():
         raise NotImplementedError
 
     fails_with(ex.q2, first_mismatch, "Not yet solved")
+
+
+@pytest.mark.parametrize("config", ex.q3.cases + ex.q3.hidden_cases(0))
+def test_reference_bert_names_are_what_to_hf_does(config):
+    model = small_bert(**config)
+    theirs = to_hf(model).state_dict()
+    renamed = {ref_bert_name(n): w for n, w in model.state_dict().items()}
+    assert set(renamed) | {"cls.predictions.decoder.bias"} == set(theirs)
+    assert all(torch.equal(renamed[k], theirs[k]) for k in renamed)
+
+
+def test_q3_reference_and_worked_solution_pass():
+    passes(ex.q3, ref_bert_name)
+    passes(ex.q3, solution_function(ex.q3, "bert_name"))
+
+
+def test_q3_decoder_bias_under_its_second_name_passes():
+    passes(ex.q3, lambda n: "cls.predictions.decoder.bias" if n == "head.decoder.bias" else ref_bert_name(n))
+
+
+def test_q3_unchanged_names():
+    fails_with(ex.q3, lambda n: n, "`bert.`")
+    fails_with(ex.q3, lambda n: n if n.startswith("layers.") else ref_bert_name(n), "lmlab's own")
+
+
+def test_q3_missing_bert_prefix():
+    fails_with(ex.q3, lambda n: ref_bert_name(n).removeprefix("bert."), "`bert.`")
+
+
+def test_q3_layer_norms_swapped():
+    def swapped(n):
+        return ref_bert_name(n.replace("ln_1", "LN_A").replace("ln_2", "ln_1").replace("LN_A", "ln_2"))
+
+    fails_with(ex.q3, swapped, "post-LN")
+
+
+def test_q3_one_digit_layer_index():
+    def one_digit(n):
+        if n.startswith("layers."):
+            return ref_bert_name(n[:7] + n[7] + n[n.index(".", 7):])
+        return ref_bert_name(n)
+
+    fails_with(ex.q3, one_digit, "two digits")
+
+
+def test_q3_mlp_layers_swapped():
+    fails_with(ex.q3, lambda n: ref_bert_name(n.replace("mlp.fc", "MLP").replace("mlp.proj", "mlp.fc")
+                                                .replace("MLP", "mlp.proj")), "intermediate.dense")

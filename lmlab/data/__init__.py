@@ -22,17 +22,20 @@ from lmlab.data.corpora import (
     verify,
 )
 from lmlab.data.synthetic import GrammarSource, MarkovSource, Sentence
+from lmlab.data.topics import Document, TopicSource
 
 __all__ = [
     "CORPORA",
     "ArrayBatches",
     "Corpus",
+    "Document",
     "DownloadError",
     "GrammarSource",
     "LMBatches",
     "MarkovSource",
     "SMSSpam",
     "Sentence",
+    "TopicSource",
     "VerifyResult",
     "data_dir",
     "download_all",

@@ -1,5 +1,5 @@
-"""Exercises for notebook 11, "Reproducibility and maintenance": a hash of a model's weights, and the
-gradient norm of each parameter.
+"""Exercises for notebook 11, "Reproducibility and maintenance": a hash of a model's weights, gradient
+clipping by the total norm, and layer-wise learning-rate groups.
 
 In the notebook::
 
@@ -18,8 +18,13 @@ alphabetical order, with a buffer, a frozen parameter and an unused layer):
   ``model.named_parameters()`` sorted by name, the name (UTF-8) then ``p``'s raw bytes
   (``p.detach().cpu().contiguous().numpy().tobytes()``). Same as ``lmlab.tracking.params_hash`` for
   float32 models.
-- q2 ``grad_norms(model) -> dict[str, float]``: ``{name: ||p.grad||_2}`` for every parameter whose
-  ``grad`` is not None, as ``lmlab.tracking.grad_norms``.
+- q2 ``clip_by_total_norm(grads, max_norm) -> (clipped, total)``: for a dict {name: gradient}, the total
+  norm sqrt(sum ||g||^2) and the gradients scaled by min(1, max_norm / total), as
+  ``torch.nn.utils.clip_grad_norm_`` (a variant of the notebook's per-parameter norms).
+- q3 ``lr_groups(model, lr, decay, weight_decay) -> list[dict]``: layer-wise learning rates for an lmlab GPT
+  (ln_f at lr, block l of L at lr * decay**(L - l), embeddings at lr * decay**(L + 1)) and weight decay on
+  matrices only, as groups {"names", "lr", "weight_decay"} (names, not tensors: plain data the check can
+  compare). A variant of notebook 10's ``param_groups``.
 """
 
 from __future__ import annotations
@@ -37,15 +42,16 @@ from lmlab.exercises.core import (
     CheckFailed,
     Exercise,
     ExerciseSet,
-    LearnerError,
     Opaque,
     call_safely,
+    compare_tensors,
     diagnosing,
-    number_near,
+    tensors_close,
 )
 from lmlab.exercises.fixtures import make_net, net_with_grads
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_params_hash", "ref_grad_norms", "make_net", "hash_variant"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_params_hash", "ref_clip_by_total_norm", "ref_lr_groups",
+           "make_net", "hash_variant"]
 
 # ----------------------------------------------------------------------------------------------------
 # References and typical wrong answers
@@ -66,9 +72,11 @@ def ref_params_hash(model: nn.Module) -> str:
     return hash_variant(sorted(model.named_parameters(), key=lambda kv: kv[0]))
 
 
-def ref_grad_norms(model: nn.Module) -> dict[str, float]:
-    """Reference for q2."""
-    return {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}
+def ref_clip_by_total_norm(grads: dict[str, torch.Tensor], max_norm: float) -> tuple[dict[str, torch.Tensor], float]:
+    """Reference for q2: every gradient scaled by min(1, max_norm / total norm); the total norm before clipping."""
+    total = math.sqrt(sum(g.double().pow(2).sum().item() for g in grads.values()))
+    scale = min(1.0, max_norm / total)
+    return {name: g * scale for name, g in grads.items()}, total
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -174,96 +182,249 @@ def params_hash(model):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 grad_norms
+# q2 clip_by_total_norm
 
 
-def _check_grad_norms(fn: Any, timeout: float, cases: list[int]) -> None:
-    for seed in cases:
-        net = net_with_grads(seed)
-        shown = (f"a small model after one backward pass (seed {seed}); emb.weight is frozen and head is unused, "
-                 "so their .grad is None")
-        try:
-            got = call_safely(fn, net, timeout=timeout, show_input=shown)
-        except LearnerError as exc:
-            if "NoneType" in exc.message:
-                raise CheckFailed("Some parameters have no gradient (p.grad is None: frozen, or not used by the "
-                                  "forward pass). Skip them: ... for name, p in model.named_parameters() if p.grad "
-                                  "is not None.", input=shown, details=exc.details) from None
-            raise
-        expected = ref_grad_norms(net)
-        if isinstance(got, (float, int, torch.Tensor)) and not isinstance(got, bool):
-            raise CheckFailed("You returned one number; return a dict with one norm per parameter name, "
-                              "{name: norm}.", input=shown, expected=expected, got=got)
-        if not isinstance(got, dict):
+def _grads_of(seed: int) -> dict[str, torch.Tensor]:
+    """The gradients of a small model after one backward pass (parameters without a gradient left out)."""
+    return {name: p.grad.clone() for name, p in net_with_grads(seed).named_parameters() if p.grad is not None}
+
+
+def _q2_case(seed: int, share: float) -> tuple[dict[str, torch.Tensor], float]:
+    """Gradients and a max_norm of `share` times their total norm (below 1: clipped; above: unchanged)."""
+    grads = _grads_of(seed)
+    total = math.sqrt(sum(g.pow(2).sum().item() for g in grads.values()))
+    return grads, round(share * total, 4)
+
+
+_Q2_CASES = [(0, 0.05), (1, 3.0), (2, 0.5)]
+
+
+def _check_clip(fn: Any, timeout: float, cases: list[tuple[int, float]]) -> None:
+    for seed, share in cases:
+        grads, max_norm = _q2_case(seed, share)
+        shown = f"the gradients of a small model (seed {seed}, {len(grads)} tensors), max_norm={max_norm}"
+        got = call_safely(fn, {k: g.clone() for k, g in grads.items()}, max_norm, timeout=timeout, show_input=shown)
+        clipped, total = ref_clip_by_total_norm(grads, max_norm)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[0], dict)):
             extra = " Did you forget a `return` statement?" if got is None else ""
-            raise CheckFailed("`grad_norms` should return a dict {name: norm}." + extra, input=shown, got=got)
-        if set(got) != set(expected):
-            missing, extra_keys = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-            if extra_keys and set(extra_keys) <= {"emb.weight", "head.weight", "head.bias"}:
-                raise CheckFailed(f"Leave out parameters without a gradient (p.grad is None): {extra_keys}.",
-                                  input=shown, expected=sorted(expected), got=sorted(got))
-            raise CheckFailed(f"The keys should be the parameter names from model.named_parameters() that have a "
-                              f"gradient. Missing: {missing}; unexpected: {extra_keys}.",
-                              input=shown, expected=sorted(expected), got=sorted(got, key=str))
-        for name, value in got.items():
-            if isinstance(value, torch.Tensor):
-                raise CheckFailed(f"The value for {name!r} is a tensor; return plain floats with .item().",
-                                  input=shown, got=value)
-            if not isinstance(value, (float, int)) or isinstance(value, bool):
-                raise CheckFailed(f"The value for {name!r} should be a float, got a {type(value).__name__}.",
-                                  input=shown, got=value)
-        params = dict(net.named_parameters())
-        for name, exp in expected.items():
-            value = float(got[name])
-            if math.isclose(value, exp, rel_tol=1e-4, abs_tol=1e-7):
-                continue
-            grad, p = params[name].grad, params[name]
-            near = number_near(value, rtol=1e-4, atol=1e-7)
-            fail = CheckFailed.at(input=shown + f", parameter {name!r}", expected=exp, got=value)
-            if near(p.detach().norm()):
-                raise fail("This is the norm of the parameter itself; take the norm of its gradient, p.grad.")
-            if near(grad.norm() ** 2):
-                raise fail("This is the squared norm (sum of squares); take the square root: p.grad.norm().")
-            if near(grad.abs().sum()):
-                raise fail("This is the L1 norm (sum of absolute values); the L2 norm is sqrt(sum of squares), "
-                           "p.grad.norm().")
-            if near(grad.abs().mean()) or near(grad.pow(2).mean().sqrt()):
-                raise fail("This is a mean over the entries; the L2 norm sums the squares over all entries: "
-                           "p.grad.norm().")
-            raise fail(f"Wrong norm for {name!r}: expected the L2 norm of p.grad, p.grad.norm().item().")
+            raise CheckFailed("Return a pair: (a dict {name: clipped gradient}, the total norm before clipping)."
+                              + extra, input=shown, got=got)
+        got_grads, got_total = got
+        if set(got_grads) != set(grads):
+            raise CheckFailed("The dict should have the same names as `grads`.", input=shown,
+                              expected=sorted(grads), got=sorted(got_grads, key=str))
+        if not isinstance(got_total, (float, int)) or isinstance(got_total, bool):
+            raise CheckFailed("The total norm should be a float (use .item() on a 0-dim tensor).", input=shown,
+                              got=got_total)
+        fail = CheckFailed.at(input=shown, expected=total, got=got_total)
+        with diagnosing():
+            if math.isclose(got_total, total**2, rel_tol=1e-4) and not math.isclose(total, 1.0, rel_tol=1e-2):
+                raise fail("This is the squared total norm: take the square root of the sum of squares.")
+            if math.isclose(got_total, min(total, max_norm), rel_tol=1e-4) and total > max_norm:
+                raise fail("Return the total norm *before* clipping: it is what you log to see how often and how "
+                           "hard clipping acts.")
+        if not math.isclose(got_total, total, rel_tol=1e-4):
+            raise fail("The total norm is sqrt(sum over all tensors of the sum of their squared entries).")
+        if all(tensors_close(got_grads[n], e, rtol=1e-4, atol=1e-7) for n, e in clipped.items()):
+            continue
+        fail = CheckFailed.at(input=shown, expected=f"every gradient times {min(1.0, max_norm / total):.4g}",
+                              got="other tensors")
+        with diagnosing():
+            _diagnose_clip(got_grads, grads, max_norm, total, fail)
+        for name, expected in clipped.items():
+            compare_tensors(expected, got_grads[name], rtol=1e-4, atol=1e-7, name=f"The clipped {name!r}",
+                            show_input=shown)
+
+
+def _diagnose_clip(got: dict[str, Any], grads: dict[str, torch.Tensor], max_norm: float, total: float,
+                   fail: Any) -> None:
+    def same(other: dict[str, torch.Tensor]) -> bool:
+        return all(tensors_close(got[n], t, rtol=1e-4, atol=1e-7) for n, t in other.items())
+
+    if same({n: g * min(1.0, max_norm / g.norm().item()) for n, g in grads.items()}):
+        raise fail("Each tensor was clipped to its own norm. Clipping by the *total* norm scales all tensors by one "
+                   "factor, max_norm / total, so their directions relative to each other are kept.")
+    if same({n: g.clamp(-max_norm, max_norm) for n, g in grads.items()}):
+        raise fail("This clips each entry to [-max_norm, max_norm] (clipping by value). Scale the whole gradient "
+                   "by max_norm / total instead.")
+    if total <= max_norm and same({n: g * (max_norm / total) for n, g in grads.items()}):
+        raise fail(f"The total norm {total:.4g} is already below max_norm: leave the gradients unchanged (clipping "
+                   "only ever scales down).")
+    if total > max_norm and same(grads):
+        raise fail(f"The total norm {total:.4g} is above max_norm = {max_norm}: scale every gradient by "
+                   "max_norm / total.")
 
 
 q2 = Exercise(
     name="q2",
-    title="grad_norms(model)",
-    points=1,
+    title="clip_by_total_norm(grads, max_norm)",
+    points=2,
     prompt=(
-        "Write `grad_norms(model)` that returns a dict {name: norm} with the L2 norm of the gradient (a float) "
-        "of every parameter of model.named_parameters() whose .grad is not None (call it after loss.backward())."
+        "Write `clip_by_total_norm(grads, max_norm)` for a dict {name: gradient tensor}: the total norm is "
+        "sqrt(sum over the tensors of their squared L2 norms). If it is above max_norm, scale every gradient by "
+        "max_norm / total; otherwise keep them. Return (a new dict of the clipped gradients, the total norm before "
+        "clipping as a float). This is what `grad_clip` in `TrainConfig` (torch.nn.utils.clip_grad_norm_) does."
     ),
-    checker=_check_grad_norms,
-    cases=[0, 1],
-    hidden=lambda rng: [rng.randrange(2**31)],
-    forbidden=("lmlab.tracking.grad_norms",),
+    checker=_check_clip,
+    cases=_Q2_CASES,
+    hidden=lambda rng: [(rng.randrange(2**31), rng.choice([0.2, 0.9, 1.5]))],
+    forbidden=("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grads_with_norm_",
+               "torch.nn.utils.get_total_norm"),
     hints=[
-        "After backward(), each parameter p holds its gradient in p.grad (same shape as p), or None if it got no "
-        "gradient (frozen with requires_grad=False, or not used by the forward pass).",
-        "The L2 norm of a tensor over all its entries is t.norm(); .item() turns a 0-dim tensor into a float.",
-        "return {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}",
+        "First the total: total = sqrt(sum of g.pow(2).sum() over the tensors), one number for the whole model "
+        "(the square root of the sum of the squared per-tensor norms that grad_norms gives).",
+        "One scale for every tensor: scale = min(1.0, max_norm / total). A larger total means a smaller scale.",
+        "return {name: g * scale for name, g in grads.items()}, total",
     ],
     solution_code='''\
-def grad_norms(model):
-    return {name: p.grad.norm().item()                  # sqrt of the sum of squares, as a float
-            for name, p in model.named_parameters()
-            if p.grad is not None}                      # frozen or unused parameters have no gradient
+def clip_by_total_norm(grads, max_norm):
+    total = math.sqrt(sum(g.pow(2).sum().item() for g in grads.values()))   # one norm for all tensors
+    scale = min(1.0, max_norm / total)                  # only ever scale down
+    return {name: g * scale for name, g in grads.items()}, total
 ''',
     explanation=(
-        "The gradient norm of a parameter says how hard the loss pulls on it. Compared across layers it shows "
-        "where training is stuck (norms near 0: a dead or disconnected layer), where it is about to blow up "
-        "(norms far larger than the rest), and whether a layer is receiving gradients at all (None). The norm "
-        "that gradient clipping bounds is the total sqrt(sum of the squares of these norms)."
+        "Clipping by the total norm bounds the size of one update without changing its direction: all gradients "
+        "are scaled by the same factor. Clipping each tensor on its own, or each entry (by value), changes the "
+        "direction, favouring the parameters with small gradients. torch.nn.utils.clip_grad_norm_ does this in "
+        "place (adding 1e-6 to the total to avoid dividing by 0) and returns the total before clipping, which is "
+        "the number to log: a run whose total norm keeps hitting the bound is training at the edge of stability."
     ),
 )
 
-EXERCISES = ExerciseSet("nb11", "11 · Reproducibility and maintenance", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 lr_groups
+
+
+def ref_lr_groups(model: nn.Module, lr: float, decay: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Reference for q3: one group per (depth, matrix or not). ln_f at lr, block l of L at lr * decay**(L - l),
+    the embeddings at lr * decay**(L + 1); weight decay on matrices only."""
+    L = len(model.transformer.h)
+    groups: dict[tuple[float, float], list[str]] = {}
+    for name, p in model.named_parameters():
+        if name.startswith("transformer.h."):
+            depth = L - int(name.split(".")[2])
+        else:
+            depth = L + 1 if name.startswith(("transformer.wte.", "transformer.wpe.")) else 0
+        key = (lr * decay**depth, weight_decay if p.dim() >= 2 else 0.0)
+        groups.setdefault(key, []).append(name)
+    return [{"names": names, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), names in groups.items()]
+
+
+_Q3_CASES = [(2, 1e-3, 0.5, 0.1), (3, 3e-4, 0.8, 0.01)]
+
+
+def _q3_model(n_layer: int) -> nn.Module:
+    from lmlab.models import GPT, GPTConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(n_layer)
+        return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=n_layer, n_head=2, n_embd=8))
+
+
+def _check_lr_groups(fn: Any, timeout: float, cases: list[tuple[int, float, float, float]]) -> None:
+    for n_layer, lr, decay, wd in cases:
+        model = _q3_model(n_layer)
+        shown = f"a GPT with {n_layer} blocks, lr={lr:g}, decay={decay}, weight_decay={wd}"
+        got = call_safely(fn, model, lr, decay, wd, timeout=timeout, show_input=shown)
+        expected = _per_name(ref_lr_groups(model, lr, decay, wd))
+        if not (isinstance(got, list) and all(isinstance(g, dict) for g in got)):
+            extra = " Did you forget a `return` statement?" if got is None else ""
+            raise CheckFailed("Return a list of dicts, each {'names': [...], 'lr': ..., 'weight_decay': ...}." + extra,
+                              input=shown, got=got)
+        for g in got:
+            if set(g) != {"names", "lr", "weight_decay"}:
+                raise CheckFailed("Every group needs exactly the keys 'names', 'lr' and 'weight_decay' (a group "
+                                  "without 'weight_decay' would get AdamW's default, 0.01).", input=shown, got=g)
+        names = [n for g in got for n in g["names"]]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise CheckFailed(f"A parameter may be in one group only (AdamW refuses duplicates): {twice[:3]}.",
+                              input=shown)
+        if set(names) != set(expected):
+            raise CheckFailed(f"Every parameter of model.named_parameters() needs a group. Missing: "
+                              f"{sorted(set(expected) - set(names))[:4]}; unknown: {sorted(set(names) - set(expected))[:4]}.",
+                              input=shown)
+        per_name = _per_name(got)
+        for name, (g_lr, g_wd) in per_name.items():
+            e_lr, e_wd = expected[name]
+            if not math.isclose(g_lr, e_lr, rel_tol=1e-6):
+                raise CheckFailed.at(input=shown + f", parameter {name!r}", expected=e_lr, got=g_lr)(
+                    _lr_advice(name, per_name, n_layer, lr, decay))
+            if not math.isclose(g_wd, e_wd, rel_tol=1e-9, abs_tol=0.0):
+                raise CheckFailed.at(input=shown + f", parameter {name!r}", expected=e_wd, got=g_wd)(
+                    "Weight decay applies to matrices (p.dim() >= 2: linear weights, embeddings); biases and "
+                    "LayerNorm parameters (1-D) get weight_decay 0.0.")
+
+
+def _per_name(groups: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    return {n: (float(g["lr"]), float(g["weight_decay"])) for g in groups for n in g["names"]}
+
+
+def _lr_advice(name: str, got: dict[str, tuple[float, float]], L: int, lr: float, decay: float) -> str:
+    blocks = {n: int(n.split(".")[2]) for n in got if n.startswith("transformer.h.")}
+
+    def blocks_at(depth: Any) -> bool:
+        return all(math.isclose(got[n][0], lr * decay ** depth(l), rel_tol=1e-6) for n, l in blocks.items())
+
+    if name.startswith("transformer.h."):
+        if blocks_at(lambda l: L - 1 - l):
+            return ("Off by one: the final LayerNorm (at the top) gets lr, so the top block gets lr * decay, and "
+                    "block l of L gets lr * decay ** (L - l).")
+        if blocks_at(lambda l: l + 1):
+            return "The decay runs the wrong way: the lowest block (l = 0) moves the least, the top block the most."
+        return f"Block {blocks[name]} of {L} gets lr * decay ** ({L} - {blocks[name]})."
+    if name.startswith(("transformer.wte.", "transformer.wpe.")):
+        return (f"The embeddings are below every block: lr * decay ** (L + 1) with L = {L}. (wte is also the output "
+                "layer, lm_head, through weight tying, but it is listed once, as transformer.wte.weight.)")
+    return "The final LayerNorm, at the top, gets the full lr."
+
+
+q3 = Exercise(
+    name="q3",
+    title="lr_groups(model, lr, decay, weight_decay)",
+    points=2,
+    prompt=(
+        "Write `lr_groups(model, lr, decay, weight_decay)` for an lmlab GPT with L blocks: a list of groups "
+        "{'names': [parameter names], 'lr': ..., 'weight_decay': ...} that together hold every name of "
+        "model.named_parameters() once. Learning rates: transformer.ln_f at lr, block l (transformer.h.l) at "
+        "lr * decay ** (L - l), the embeddings (wte, wpe) at lr * decay ** (L + 1). Weight decay: weight_decay "
+        "for tensors with 2 or more dimensions, 0.0 for biases and LayerNorm parameters."
+    ),
+    checker=_check_lr_groups,
+    cases=_Q3_CASES,
+    hidden=lambda rng: [(rng.randint(1, 4), rng.choice([1e-3, 3e-4]), rng.choice([0.5, 0.7, 0.9]), 0.05)],
+    hints=[
+        "Give each parameter a depth: 0 for ln_f, L - l for a parameter of block l (l = int(name.split('.')[2])), "
+        "L + 1 for the embeddings; its learning rate is lr * decay ** depth.",
+        "Parameters that share a learning rate and a weight decay can share a group: a dict keyed by "
+        "(learning rate, weight decay) collecting names does it.",
+        "key = (lr * decay ** depth, weight_decay if p.dim() >= 2 else 0.0); groups.setdefault(key, []).append(name)",
+    ],
+    solution_code='''\
+def lr_groups(model, lr, decay, weight_decay):
+    L = len(model.transformer.h)
+    groups = {}                                          # (lr, weight decay) -> names
+    for name, p in model.named_parameters():
+        if name.startswith("transformer.h."):
+            depth = L - int(name.split(".")[2])          # top block 1, lowest block L
+        elif name.startswith(("transformer.wte.", "transformer.wpe.")):
+            depth = L + 1                                # the embeddings, below every block
+        else:
+            depth = 0                                    # the final LayerNorm
+        key = (lr * decay ** depth, weight_decay if p.dim() >= 2 else 0.0)
+        groups.setdefault(key, []).append(name)
+    return [{"names": names, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), names in groups.items()]
+''',
+    explanation=(
+        "Notebook 10's layer-wise decay for a classifier, here for a language model that keeps training on new "
+        "data (section 8): the lower layers hold the most general features, so they move the least, which also "
+        "limits forgetting. The weight-decay split is nanoGPT's: decay pulls weights toward 0, which suits "
+        "matrices but not a LayerNorm gain (its neutral value is 1) or a bias. To use the groups, turn names into "
+        "tensors: params = dict(model.named_parameters()); torch.optim.AdamW([{'params': [params[n] for n in "
+        "g['names']], 'lr': g['lr'], 'weight_decay': g['weight_decay']} for g in groups])."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb11", "11 · Reproducibility and maintenance", [q1, q2, q3])
 progress = EXERCISES.progress

@@ -1,5 +1,5 @@
-"""Exercises for notebook 12, "Hugging Face interop": where one lmlab GPT weight goes in GPT-2, and the first
-position where two tokenizers' ids disagree.
+"""Exercises for notebook 12, "Hugging Face interop": where one lmlab GPT weight goes in GPT-2, the first
+position where two tokenizers' ids disagree, and the names of BERT's weights.
 
 In the notebook::
 
@@ -21,6 +21,10 @@ The functions the learner writes:
   must load into a ``GPT2LMHeadModel`` that computes the same logits.
 - q2 ``first_mismatch(ours, theirs) -> int | None``: the first index where two id lists differ, the
   length of the shorter when one is a prefix of the other, ``None`` when they are equal.
+- q3 ``bert_name(name) -> str``: the ``BertForMaskedLM`` name of one entry of an lmlab ``MaskedLM`` state dict
+  (a variant of q1: here the layouts agree and the names differ). Checked on every entry of small models
+  (one with 11 layers: a two-digit layer index), then the renamed weights must load into a
+  ``BertForMaskedLM`` that computes the same logits.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import torch
 
 from lmlab.exercises.core import CheckFailed, Exercise, ExerciseSet, as_index, call_safely, describe
 
-__all__ = ["q1", "q2", "EXERCISES", "progress", "ref_convert_weight", "ref_first_mismatch", "CONV1D_WEIGHTS",
-           "small_gpt"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_convert_weight", "ref_first_mismatch", "ref_bert_name",
+           "CONV1D_WEIGHTS", "small_gpt", "small_bert"]
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -248,5 +252,154 @@ def first_mismatch(ours, theirs):
     ),
 )
 
-EXERCISES = ExerciseSet("nb12", "12 · Hugging Face interop", [q1, q2])
+# ----------------------------------------------------------------------------------------------------
+# q3 bert_name
+
+# lmlab MaskedLM block part -> BERT block part (both post-LN: ln_1 after attention, ln_2 after the MLP)
+BERT_LAYER_PARTS = {
+    "attn.query.": "attention.self.query.", "attn.key.": "attention.self.key.", "attn.value.": "attention.self.value.",
+    "attn.out.": "attention.output.dense.", "ln_1.": "attention.output.LayerNorm.", "mlp.fc.": "intermediate.dense.",
+    "mlp.proj.": "output.dense.", "ln_2.": "output.LayerNorm.",
+}
+BERT_HEAD_PARTS = {"head.dense.": "cls.predictions.transform.dense.", "head.ln.": "cls.predictions.transform.LayerNorm.",
+                   "head.decoder.weight": "cls.predictions.decoder.weight", "head.decoder.bias": "cls.predictions.bias"}
+
+
+def ref_bert_name(name: str) -> str:
+    """Reference for q3. Example: layers.0.ln_2.bias -> bert.encoder.layer.0.output.LayerNorm.bias"""
+    if name.startswith("embeddings."):
+        return "bert." + name.replace("embeddings.ln.", "embeddings.LayerNorm.")
+    if name.startswith("layers."):
+        _, i, rest = name.split(".", 2)
+        part = next(p for p in BERT_LAYER_PARTS if rest.startswith(p))
+        return f"bert.encoder.layer.{i}.{BERT_LAYER_PARTS[part]}{rest[len(part):]}"
+    part = next(p for p in BERT_HEAD_PARTS if name.startswith(p))
+    return BERT_HEAD_PARTS[part] + name[len(part):]
+
+
+_Q3_CONFIGS = [dict(vocab_size=13, block_size=9, n_layer=2, n_head=2, n_embd=8),
+               dict(vocab_size=7, block_size=5, n_layer=11, n_head=1, n_embd=4)]  # layers.10.: two digits
+
+
+def _q3_hidden(rng: random.Random) -> list[dict[str, int]]:
+    n_head = rng.randint(1, 2)
+    return [dict(vocab_size=rng.randint(6, 30), block_size=rng.randint(4, 12), n_layer=rng.randint(1, 3),
+                 n_head=n_head, n_embd=n_head * rng.randint(2, 4), seed=rng.randrange(2**31))]
+
+
+def small_bert(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, seed: int = 0) -> Any:
+    """A small lmlab MaskedLM with deterministic random weights, in eval mode."""
+    from lmlab.models import MaskedLM, MaskedLMConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return MaskedLM(MaskedLMConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                                       n_head=n_head, n_embd=n_embd)).eval()
+
+
+def _check_bert_name(fn: Any, timeout: float, cases: list[dict[str, int]]) -> None:
+    for config in cases:
+        model = small_bert(**config)
+        renamed = {}
+        for name, w in model.state_dict().items():
+            shown = f"name={name!r} (n_layer={config['n_layer']})"
+            got = call_safely(fn, name, timeout=timeout, show_input=shown)
+            expected = ref_bert_name(name)
+            if name == "head.decoder.bias" and got == "cls.predictions.decoder.bias":
+                got = expected  # BERT keeps this bias under both names: either is right
+            if got != expected:
+                raise CheckFailed.at(input=shown, expected=expected, got=got)(_bert_name_advice(name, got, expected))
+            renamed[got] = w
+        _check_loads_as_bert(model, renamed)
+
+
+def _bert_name_advice(name: str, got: Any, expected: str) -> str:
+    if got is None:
+        return "`bert_name` returned None: did you forget a `return` statement?"
+    if not isinstance(got, str):
+        return "`bert_name` should return the new name as a string."
+    if expected.startswith("bert.") and got == expected[len("bert."):]:
+        return "BertForMaskedLM keeps the encoder under `bert.` (the BertModel inside it): add that prefix."
+    if got == name:
+        return ("This name is lmlab's own: BERT names its modules differently. Compare list(bert.state_dict()) with "
+                "list(hf_bert.state_dict()) in section 7: the same tensors, in nearly the same order.")
+    if name.startswith("layers.") and f".layer.{name.split('.')[1]}." not in got:
+        return f"Keep the layer index: {name.split('.')[1]} (it can have two digits)."
+    if ".ln_1." in name or ".ln_2." in name:
+        return ("BERT is post-LN: ln_1 normalises after the attention (attention.output.LayerNorm), ln_2 after the "
+                "MLP (output.LayerNorm).")
+    if ".mlp." in name:
+        return ("BERT's MLP is intermediate.dense (in -> 4 * in, then GELU) and output.dense (back to in); the "
+                "LayerNorm after it is output.LayerNorm.")
+    return "Look up this tensor in list(hf_bert.state_dict()): same shape, same place in the order."
+
+
+def _check_loads_as_bert(model: Any, renamed: dict[str, torch.Tensor]) -> None:
+    from transformers import BertForMaskedLM
+
+    from lmlab.interop import to_hf
+
+    hf = BertForMaskedLM(to_hf(model).config)
+    renamed["cls.predictions.decoder.bias"] = renamed["cls.predictions.bias"]  # one tensor under two names
+    hf.load_state_dict(renamed, strict=True)
+    hf.eval()
+    x = torch.arange(model.config.block_size).remainder(model.config.vocab_size).unsqueeze(0)  # (1, T)
+    with torch.no_grad():
+        diff = (hf(x).logits - model(x)[0]).abs().max().item()
+    if diff > 1e-4:  # internal: the reference itself would be wrong
+        raise CheckFailed(f"The renamed weights load but the logits differ by {diff:.2g}.")
+
+
+q3 = Exercise(
+    name="q3",
+    title="bert_name(name)",
+    points=2,
+    prompt=(
+        "Write `bert_name(name)`: the name under which transformers' BertForMaskedLM stores the tensor that an lmlab "
+        "MaskedLM stores under `name` (the layouts agree: no transposes, unlike GPT-2). Examples: "
+        "'layers.0.ln_2.bias' -> 'bert.encoder.layer.0.output.LayerNorm.bias', 'head.decoder.bias' -> "
+        "'cls.predictions.bias'. Find the rest by comparing list(bert.state_dict()) with list(hf_bert.state_dict())."
+    ),
+    checker=_check_bert_name,
+    cases=_Q3_CONFIGS,
+    hidden=_q3_hidden,
+    forbidden=("lmlab.interop.to_hf", "lmlab.interop.from_hf"),
+    hints=[
+        "Print the two lists side by side: for a, b in zip(bert.state_dict(), hf_bert.state_dict()): print(a, b). "
+        "Apart from cls.predictions.bias (listed first by BERT) they come in the same order.",
+        "Three families: embeddings.* -> bert.embeddings.* (ln -> LayerNorm); layers.i.* -> "
+        "bert.encoder.layer.i.* with a table for the parts; head.* -> cls.predictions.*.",
+        "_, i, rest = name.split('.', 2) splits 'layers.10.mlp.fc.weight' into 'layers', '10', 'mlp.fc.weight'; "
+        "then map the start of rest with a dict such as {'mlp.fc.': 'intermediate.dense.', ...}.",
+    ],
+    solution_code='''\
+LAYER_PARTS = {"attn.query.": "attention.self.query.", "attn.key.": "attention.self.key.",
+               "attn.value.": "attention.self.value.", "attn.out.": "attention.output.dense.",
+               "ln_1.": "attention.output.LayerNorm.", "mlp.fc.": "intermediate.dense.",
+               "mlp.proj.": "output.dense.", "ln_2.": "output.LayerNorm."}
+HEAD = {"head.dense.": "cls.predictions.transform.dense.", "head.ln.": "cls.predictions.transform.LayerNorm.",
+        "head.decoder.weight": "cls.predictions.decoder.weight", "head.decoder.bias": "cls.predictions.bias"}
+
+def bert_name(name):
+    if name.startswith("embeddings."):
+        return "bert." + name.replace("embeddings.ln.", "embeddings.LayerNorm.")
+    if name.startswith("layers."):
+        _, i, rest = name.split(".", 2)              # 'layers', '10', 'mlp.fc.weight'
+        for ours, theirs in LAYER_PARTS.items():
+            if rest.startswith(ours):
+                return f"bert.encoder.layer.{i}.{theirs}{rest[len(ours):]}"
+    for ours, theirs in HEAD.items():
+        if name.startswith(ours):
+            return theirs + name[len(ours):]
+''',
+    explanation=(
+        "Converting weights between libraries is mostly renaming, and the safe way to find the names is the one "
+        "used here: list both state dicts, match tensors by position and shape, and load strictly (every name must "
+        "match and none may be left over). Shapes cannot tell ln_1 from ln_2, or query from key (all (C, C)): "
+        "a model with those swapped loads and runs and is wrong, so the check also compares logits. BERT stores "
+        "its output bias twice (cls.predictions.bias and cls.predictions.decoder.bias, one tensor)."
+    ),
+)
+
+EXERCISES = ExerciseSet("nb12", "12 · Hugging Face interop", [q1, q2, q3])
 progress = EXERCISES.progress
