@@ -53,8 +53,8 @@ def l2_step_copy_after_change(params, grads, lr, lam):
     return params.clone()  # ...and returns a copy, so `result is params` does not catch it
 
 
-def lora_integer_scale(x, W, b, A, B, alpha, r):
-    return x @ W.T + b + (alpha // r) * (x @ A.T @ B.T)  # right whenever alpha / r is a whole number
+def lora_merge_integer_scale(W, A, B, alpha, r):
+    return W + (alpha // r) * (B @ A).T  # right whenever alpha / r is a whole number
 
 
 def mask_tokens_reseeding(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
@@ -101,7 +101,7 @@ def top_p_naive(logits, p):
 WRONG = {
     "mutates its input and returns it": (nb07.q1, top_k_in_place, "changed its input `logits` in place"),
     "returns a copy after mutating": (nb02.q2, l2_step_copy_after_change, "changed its input `params` in place"),
-    "integer division, whole ratios": (nb10.q2, lora_integer_scale, "integer division"),
+    "integer division, whole ratios": (nb10.q3, lora_merge_integer_scale, "integer division"),
     "reseeds the global RNG": (nb09.q1, mask_tokens_reseeding, "does not come from `generator`"),
     "autograd where it is forbidden": (nb02.q1, softmax_grad_by_autograd, "torch.autograd.backward"),
     "hand-rolled softmax (gradient)": (nb02.q1, softmax_grad_naive, "NaN"),
@@ -220,8 +220,7 @@ def test_a_diagnosis_that_does_not_fit_falls_back_to_the_plain_comparison():
 
 
 def test_a_meta_tensor_answer_is_explained():
-    rejected(nb10.q2, lambda x, W, b, A, B, alpha, r: torch.empty(*x.shape[:-1], W.shape[0], device="meta"),
-             "meta device")
+    rejected(nb10.q3, lambda W, A, B, alpha, r: torch.empty(*W.shape, device="meta"), "meta device")
 
 
 class EqualsEverything:

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.exercises import nb09 as ex
-from lmlab.exercises.nb09 import ref_mask_tokens, ref_mlm_loss, ref_whole_word_mask, word_mask_variant
+from lmlab.exercises.nb09 import ref_loss_by_treatment, ref_mask_tokens, ref_whole_word_mask, word_mask_variant
 from lmlab.models import mask_tokens as lmlab_mask_tokens
 from exercise_helpers import fails_with, passes, solution_function
 
 
-@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_mask_tokens), (ex.q2, ref_mlm_loss)])
+@pytest.mark.parametrize("exercise, answer", [(ex.q1, ref_mask_tokens), (ex.q2, ref_loss_by_treatment)])
 def test_reference_passes(exercise, answer):
     passes(exercise, answer)
 
@@ -79,37 +79,56 @@ def test_q1_stub_and_none():
     fails_with(ex.q1, lambda *a: None, "forget a `return`")
 
 
-def test_q2_mean_over_all_positions():
-    def answer(logits, labels):
-        V = logits.size(-1)
-        return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), reduction="sum") / labels.numel()
-
-    fails_with(ex.q2, answer, "labelled positions only")
-
-
-def test_q2_no_ignore():
-    def answer(logits, labels):
-        V = logits.size(-1)
-        return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=0)
-
-    fails_with(ex.q2, answer, "ignore_index")
+def _by_kind(logits, inputs, targets, mask_token_id, unchanged_by=None):
+    """Per-kind mean losses written out (not calling the reference); `unchanged_by` changes the 'unchanged' rule."""
+    V = logits.size(-1)
+    losses = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
+    losses = losses.view(targets.shape)
+    selected, shown_mask = targets != -100, inputs == mask_token_id
+    unchanged = inputs == targets if unchanged_by is None else unchanged_by(inputs, targets)
+    kinds = [selected & shown_mask, selected & ~shown_mask & ~unchanged, selected & unchanged]
+    return [losses[k].mean() for k in kinds]
 
 
-def test_q2_unflattened_sum_sign():
-    fails_with(ex.q2, lambda lg, lb: F.cross_entropy(lg, lb), "Flatten both")
-    fails_with(ex.q2, lambda lg, lb: -ref_mlm_loss(lg, lb), "sign is flipped")
-
-    def summed(logits, labels):
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), reduction="sum")
-
-    fails_with(ex.q2, summed, "their mean")
+def test_q2_a_right_answer_passes_as_tensors_or_floats():
+    passes(ex.q2, _by_kind)
+    passes(ex.q2, lambda *a: tuple(float(x) for x in _by_kind(*a)))
 
 
-def test_q2_stub():
-    def mlm_loss(logits, labels):
+def test_q2_the_mean_over_every_selected_position_is_named():
+    def answer(logits, inputs, targets, mask_token_id):
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return loss, loss, loss
+
+    fails_with(ex.q2, answer, "mean over every selected position")
+
+
+def test_q2_order_and_swapped_kinds():
+    fails_with(ex.q2, lambda *a: _by_kind(*a)[::-1], "wrong order")
+    fails_with(ex.q2, lambda *a: [_by_kind(*a)[i] for i in (0, 2, 1)], "wrong order")
+
+
+def test_q2_unchanged_read_from_the_wrong_tensor():
+    # 'unchanged' taken as "not [MASK]": random replacements counted as unchanged
+    answer = lambda *a: _by_kind(*a, unchanged_by=lambda i, t: i != a[3])  # noqa: E731
+    fails_with(ex.q2, answer, "differs")
+
+
+def test_q2_shape_of_the_answer_and_stub():
+    fails_with(ex.q2, lambda *a: _by_kind(*a)[:2], "Return three numbers")
+
+    def loss_by_treatment(logits, inputs, targets, mask_token_id):
         raise NotImplementedError
 
-    fails_with(ex.q2, mlm_loss, "Not yet solved")
+    fails_with(ex.q2, loss_by_treatment, "Not yet solved")
+
+
+def test_q2_cases_hold_every_kind():
+    for case in ex._Q2_CASES:
+        logits, inputs, targets, mask_id = ex._q2_case(*case)
+        selected = targets != -100
+        assert (selected & (inputs == mask_id)).any() and (selected & (inputs == targets)).any()
+        assert (selected & (inputs != mask_id) & (inputs != targets)).any() and (~selected).any()
 
 
 def test_whole_word_mask_hand_example():

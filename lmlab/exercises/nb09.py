@@ -39,15 +39,13 @@ from lmlab.exercises.core import (
     CheckFailed,
     Exercise,
     ExerciseSet,
-    LearnerError,
     as_number,
     call_safely,
-    compare_numbers,
     number_near,
 )
 
-__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss", "ref_whole_word_mask",
-           "word_mask_variant"]
+__all__ = ["q1", "q2", "q3", "EXERCISES", "progress", "ref_mask_tokens", "ref_mlm_loss", "ref_loss_by_treatment",
+           "ref_whole_word_mask", "word_mask_variant"]
 
 RTOL, ATOL = 1e-4, 1e-5
 IGNORE = -100
@@ -235,87 +233,106 @@ def mask_tokens(idx, mask_token_id, vocab_size, mask_prob=0.15, generator=None):
 )
 
 # ----------------------------------------------------------------------------------------------------
-# q2 mlm_loss
+# q2 loss_by_treatment (a variant: the notebook shows the masked-LM loss over all selected positions)
+
+KINDS = ("[MASK]", "random", "unchanged")
 
 
-def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _q2_case(B: int, T: int, V: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """logits (B, T, V), inputs and targets (B, T) of the 80/10/10 recipe, the mask id V - 1; every kind occurs."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(B, T, V, generator=g) * 2
-    ids = torch.randint(0, V, (B, T), generator=g)
-    selected = torch.rand(B, T, generator=g) < 0.3
-    selected[0, 0] = True  # at least one label
-    return logits, torch.where(selected, ids, IGNORE)
+    ids = torch.randint(0, V - 1, (B, T), generator=g)
+    kind = torch.randint(0, 4, (B, T), generator=g)  # 0 [MASK], 1 random, 2 unchanged, 3 not selected
+    kind.view(-1)[:3] = torch.tensor([0, 1, 2])
+    other = (ids + torch.randint(1, V - 1, (B, T), generator=g)) % (V - 1)  # a random id that differs
+    inputs = torch.where(kind == 0, V - 1, torch.where(kind == 1, other, ids))
+    targets = torch.where(kind == 3, IGNORE, ids)
+    return torch.randn(B, T, V, generator=g) * 2, inputs, targets, V - 1
 
 
-_Q2_CASES = [(2, 5, 7, 0), (3, 8, 11, 1), (4, 6, 5, 2)]
+_Q2_CASES = [(2, 6, 7, 0), (3, 8, 11, 1), (4, 5, 5, 2)]
 
 
 def _q2_hidden(rng: random.Random) -> list[tuple[int, int, int, int]]:
-    return [(rng.randint(1, 4), rng.randint(2, 9), rng.randint(3, 12), rng.randrange(2**31)) for _ in range(2)]
+    return [(rng.randint(1, 4), rng.randint(3, 9), rng.randint(4, 12), rng.randrange(2**31)) for _ in range(2)]
 
 
-def _check_mlm_loss(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
+def ref_loss_by_treatment(logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
+                          mask_token_id: int) -> tuple[float, float, float]:
+    """Reference for q2: mean cross-entropy over the selected positions shown as [MASK], as another (random) id,
+    and unchanged."""
+    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
+    selected, losses = targets.flatten() != IGNORE, losses.view(-1)
+    shown_mask, unchanged = inputs.flatten() == mask_token_id, inputs.flatten() == targets.flatten()
+    kinds = (shown_mask, ~shown_mask & ~unchanged, unchanged)
+    return tuple(float(losses[selected & k].mean()) for k in kinds)
+
+
+def _check_by_treatment(fn: Any, timeout: float, cases: list[tuple[int, int, int, int]]) -> None:
     for B, T, V, seed in cases:
-        logits, labels = _q2_case(B, T, V, seed)
-        n = int((labels != IGNORE).sum())
-        shown = f"logits: random ({B}, {T}, {V}), labels: ({B}, {T}) with {n} ids and the rest -100"
-        try:
-            raw = call_safely(fn, logits.clone(), labels.clone(), timeout=timeout, show_input=shown)
-        except LearnerError as exc:
-            low = exc.message.lower()
-            if "out of bounds" in low or "-100" in low or "index" in low:
-                raise CheckFailed("The -100 labels reached a loss that treats them as class ids. Tell the loss to "
-                                  "skip them: F.cross_entropy(..., ignore_index=-100) (the default ignore_index is "
-                                  "already -100, so check that you flatten and pass the labels unchanged), or keep "
-                                  "only the positions with labels != -100.", input=shown, details=exc.details) from None
-            if "expected target size" in low:
-                raise CheckFailed("F.cross_entropy got (B, T, V) logits as they are and read dim 1 as the classes. "
-                                  "Flatten both: logits.reshape(-1, V), labels.reshape(-1).",
-                                  input=shown, details=exc.details) from None
-            raise
-        got = as_number(raw, "mlm_loss", show_input=shown)
-        expected = float(ref_mlm_loss(logits, labels))
-        if math.isclose(got, expected, rel_tol=RTOL, abs_tol=ATOL):
+        logits, inputs, targets, mask_id = _q2_case(B, T, V, seed)
+        shown = (f"logits: random ({B}, {T}, {V}), inputs={inputs.tolist()}, targets={targets.tolist()}, "
+                 f"mask_token_id={mask_id}")
+        raw = call_safely(fn, logits.clone(), inputs.clone(), targets.clone(), mask_id, timeout=timeout,
+                          show_input=shown)
+        if not (isinstance(raw, (tuple, list)) and len(raw) == 3):
+            raise CheckFailed("Return three numbers: the mean loss at the [MASK] positions, at the random ones and at "
+                              "the unchanged ones, in that order.", input=shown, got=repr(raw)[:200])
+        got = [as_number(r, f"the {k} loss", show_input=shown) for r, k in zip(raw, KINDS)]
+        expected = ref_loss_by_treatment(logits, inputs, targets, mask_id)
+        if all(math.isclose(g, e, rel_tol=RTOL, abs_tol=ATOL) for g, e in zip(got, expected)):
             continue
-        near = number_near(got, rtol=RTOL, atol=ATOL)
-        fail = CheckFailed.at(input=shown, expected=expected, got=got)
-        if near(expected * n / (B * T)):
-            raise fail(f"This is the sum over the {n} labelled positions divided by all {B * T} positions. The mean "
-                       f"is over the labelled positions only (divide by {n}), which is what ignore_index does.")
-        if near(expected * n):
-            raise fail(f"This is the sum over the {n} labelled positions; the loss is their mean.")
-        if near(-expected):
-            raise fail("The sign is flipped: the loss is the NEGATIVE mean log-probability of the labels.")
-        compare_numbers(expected, got, rtol=RTOL, atol=ATOL, name="Your loss", show_input=shown)
+        fail = CheckFailed.at(input=shown, expected=expected, got=tuple(got))
+        near = [number_near(g, rtol=RTOL, atol=ATOL) for g in got]
+        overall = float(ref_mlm_loss(logits, targets))
+        if all(n(overall) for n in near):
+            raise fail("All three are the mean over every selected position. Split the selected positions by what "
+                       "the model saw there: inputs == mask_token_id, inputs == targets (unchanged), or neither.")
+        if sorted(got) == sorted(expected):
+            raise fail("The right three numbers in the wrong order: return ([MASK], random, unchanged).")
+        if near[1](expected[2]) and near[2](expected[1]):
+            raise fail("Random and unchanged are swapped: a position is unchanged when inputs == targets.")
+        raise fail("At least one loss differs: average the cross-entropy of the selected positions (targets != -100) "
+                   "of each kind separately.")
 
 
 q2 = Exercise(
     name="q2",
-    title="mlm_loss(logits, labels)",
-    points=1,
+    title="loss_by_treatment(logits, inputs, targets, mask_token_id)",
+    points=2,
     prompt=(
-        "Write `mlm_loss(logits, labels)` that returns the masked-LM loss as a scalar tensor: the mean "
-        "cross-entropy of the (B, T, V) logits over the positions whose label (B, T) is not -100."
+        "The 80/10/10 recipe shows a selected position to the model in one of three ways. Write "
+        "`loss_by_treatment(logits, inputs, targets, mask_token_id)` that returns three numbers: the mean "
+        "cross-entropy of the (B, T, V) logits over the selected positions (targets != -100) whose input is "
+        "`mask_token_id`, over those whose input is another id than the target (a random replacement), and over "
+        "those whose input equals the target (unchanged)."
     ),
-    checker=_check_mlm_loss,
+    checker=_check_by_treatment,
     cases=_Q2_CASES,
     hidden=_q2_hidden,
     hints=[
-        "Positions with label -100 were not selected for masking: they contribute nothing, not even to the count.",
-        "F.cross_entropy has an argument ignore_index (default -100) that skips those positions and averages over the rest.",
-        "V = logits.size(-1); return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=-100)",
+        "Three boolean (B, T) masks: selected = targets != -100; shown_mask = inputs == mask_token_id; "
+        "unchanged = inputs == targets. Random is selected, not shown_mask and not unchanged.",
+        "F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction='none', ignore_index=-100) gives one "
+        "loss per position; average it over each mask.",
     ],
     solution_code='''\
 import torch.nn.functional as F
 
-def mlm_loss(logits, labels):
+def loss_by_treatment(logits, inputs, targets, mask_token_id):
     V = logits.size(-1)
-    return F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1), ignore_index=-100)   # mean over labelled
+    losses = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
+    losses = losses.view(targets.shape)  # (B, T): one loss per position (0 where not selected)
+    selected = targets != -100
+    shown_mask, unchanged = inputs == mask_token_id, inputs == targets
+    kinds = [selected & shown_mask, selected & ~shown_mask & ~unchanged, selected & unchanged]
+    return tuple(losses[k].mean().item() for k in kinds)
 ''',
     explanation=(
-        "The masked-LM objective scores only the selected positions. ignore_index=-100 drops the others from both "
-        "the sum and the count, so the loss is a mean over the labelled positions; dividing by all B * T positions "
-        "instead would shrink the loss (and the gradient) by the masking rate."
+        "The masked-LM loss is one mean over all selected positions, but the three kinds ask different things: at "
+        "[MASK] the model must guess from the context, at a random id it must notice that the visible token is "
+        "wrong, and at an unchanged one the answer is in view, although the model cannot tell it from a random one. "
+        "Splitting a loss by the kind of position is how you find which part of a task a model has learned."
     ),
 )
 

@@ -285,7 +285,7 @@ def ref_merge_lora_conv1d(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alp
     return W + (alpha / r) * (B @ A).T  # (in, out) + ((out, r) x (r, in))^T
 
 
-_Q3_CASES = [(5, 5, 3, 8.0, 2), (8, 12, 2, 4.0, 0), (6, 5, 3, 6.0, 1)]  # (in, out, r, alpha, seed); square first
+_Q3_CASES = [(5, 5, 3, 8.0, 2), (8, 12, 2, 4.0, 0), (6, 5, 3, 5.0, 1)]  # (in, out, r, alpha, seed); square first
 
 
 def _check_merge(fn: Any, timeout: float, cases: list[tuple[Any, ...]]) -> None:
