@@ -19,7 +19,6 @@ Letters: n keys, d_k the size of queries and keys.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import time
@@ -29,7 +28,8 @@ import torch
 from torch import Tensor
 
 from lmlab.viz.live import Blitter
-from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.viz.plots import new_figure
+from lmlab.widgets.base import LiveWidget
 
 __all__ = ["score_weights", "parse_keys", "ScoreExplorer", "D_K_CHOICES"]
 
@@ -90,7 +90,7 @@ def parse_keys(text: str) -> list[list[float]]:
     return keys
 
 
-class ScoreExplorer:
+class ScoreExplorer(LiveWidget):
     """Sliders for a 2-component query, a text box of keys, d_k: arrows of the vectors and the softmax weights.
 
     Args:
@@ -186,15 +186,6 @@ class ScoreExplorer:
                                f"d_k = {self.d_k} ({self.d_k - 2} random extra components): weights")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure (shows as an image in any notebook viewer)."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -230,12 +221,8 @@ class ScoreExplorer:
         self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.qx, self.query[0]), (self.qy, self.query[1]),
-                               (self.keys_box, self._keys_text()), (self.d_k_slider, self.d_k)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.qx, self.query[0]), (self.qy, self.query[1]),
+                           (self.keys_box, self._keys_text()), (self.d_k_slider, self.d_k)))
         self._error = ""
 
     def _refresh(self) -> None:
@@ -253,10 +240,3 @@ class ScoreExplorer:
 
     def __repr__(self) -> str:
         return f"ScoreExplorer({len(self.keys)} keys, d_k={self.d_k})"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle

@@ -18,7 +18,6 @@ Letters: none (no tensors here).
 
 from __future__ import annotations
 
-import base64
 import html
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from typing import Any
 
 from lmlab.tokenizers import PATTERNS, incremental_merges, merge, split_chunks
 from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.widgets.base import LiveWidget
 
 __all__ = ["MergeStep", "merge_steps", "BPEStepper", "PATTERN_CHOICES"]
 
@@ -90,7 +90,7 @@ def _shown(token: bytes) -> str:
     return token.decode("utf-8", errors="replace").replace(" ", "\u2423").replace("\n", "\u21b5")
 
 
-class BPEStepper:
+class BPEStepper(LiveWidget):
     """A slider over the merges BPE learns on a text; the shown text's tokens after that many merges.
 
     Args:
@@ -241,12 +241,8 @@ class BPEStepper:
         self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.slider, self.merges),
-                               (self.pattern_buttons, "gpt2" if self.pattern else "none")):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.slider, self.merges),
+                           (self.pattern_buttons, "gpt2" if self.pattern else "none")))
 
     def _refresh(self) -> None:
         t0 = time.perf_counter()
@@ -257,11 +253,7 @@ class BPEStepper:
     def __repr__(self) -> str:
         return f"BPEStepper(n_merges={self.n_merges}, shown text of {len(self.show)} characters)"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the merges for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+    def _picture(self) -> bytes:
+        """The current pattern's merges at several counts, as PNG, for places without live widgets."""
         counts = tuple(sorted({0, 1, min(5, self.max_merges), min(15, self.max_merges), self.max_merges}))
-        picture = figure_bytes(self.static_figure(at=counts), "png", self.dpi)  # the current pattern's merges
-        bundle["image/png"] = base64.b64encode(picture).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return figure_bytes(self.static_figure(at=counts), "png", self.dpi)

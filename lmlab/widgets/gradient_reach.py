@@ -18,7 +18,6 @@ Letters: B batch, T steps (n_steps), E input width, H hidden units.
 
 from __future__ import annotations
 
-import base64
 import math
 import time
 from typing import Any
@@ -28,7 +27,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from lmlab.viz.live import Blitter
-from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.viz.plots import new_figure
+from lmlab.widgets.base import LiveWidget
 from lmlab.widgets.one_thread import one_thread
 
 __all__ = ["gradient_by_distance", "reach", "GradientReach"]
@@ -57,7 +57,7 @@ def reach(curve: Tensor, fraction: float = 0.01) -> int:
     return int(below[0]) if len(below) else len(curve)
 
 
-class GradientReach:
+class GradientReach(LiveWidget):
     """Two sliders, the RNN's recurrent scale and the LSTM's forget-gate bias; the gradient by distance.
 
     Args:
@@ -155,15 +155,6 @@ class GradientReach:
                              f"{self.forget_bias:+.1f}")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure (shows as an image in any notebook viewer)."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -187,11 +178,7 @@ class GradientReach:
         self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.scale_slider, self.rnn_scale), (self.bias_slider, self.forget_bias)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.scale_slider, self.rnn_scale), (self.bias_slider, self.forget_bias)))
 
     def _refresh(self) -> None:
         t0 = time.perf_counter()
@@ -209,10 +196,3 @@ class GradientReach:
 
     def __repr__(self) -> str:
         return f"GradientReach(rnn_scale={self.rnn_scale}, forget_bias={self.forget_bias})"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle

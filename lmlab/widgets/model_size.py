@@ -18,12 +18,12 @@ Letters: V vocab size, T context (block_size), L layers (n_layer), C width (n_em
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
 from lmlab.viz.live import Blitter
-from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.viz.plots import new_figure
+from lmlab.widgets.base import LiveWidget
 
 __all__ = ["gpt_size", "SizeExplorer", "VOCABS", "WIDTHS", "CONTEXTS", "REFERENCES"]
 
@@ -68,7 +68,7 @@ def _human(n: float) -> str:
     return f"{n:.3g}"
 
 
-class SizeExplorer:
+class SizeExplorer(LiveWidget):
     """Sliders for n_layer, n_embd and block_size, a vocabulary menu: parameters by part and FLOPs per token.
 
     Args:
@@ -159,15 +159,6 @@ class SizeExplorer:
         self._f_title.set_text(f"{_human(v['flops_per_token'])} FLOPs per token, {100 * share:.0f}% attention")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure (shows as an image in any notebook viewer)."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -194,12 +185,8 @@ class SizeExplorer:
         self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.layers, self.n_layer), (self.width, self.n_embd),
-                               (self.context, self.block_size), (self.vocab, self.vocab_size)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.layers, self.n_layer), (self.width, self.n_embd),
+                           (self.context, self.block_size), (self.vocab, self.vocab_size)))
 
     def _refresh(self) -> None:
         t0 = time.perf_counter()
@@ -218,10 +205,3 @@ class SizeExplorer:
     def __repr__(self) -> str:
         return (f"SizeExplorer(n_layer={self.n_layer}, n_embd={self.n_embd}, block_size={self.block_size}, "
                 f"vocab_size={self.vocab_size})")
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle

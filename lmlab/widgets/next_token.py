@@ -17,7 +17,6 @@ Letters: V vocab size, n the number of tokens shown.
 
 from __future__ import annotations
 
-import base64
 import math
 import time
 from typing import Any, Sequence
@@ -27,7 +26,8 @@ from torch import Tensor
 
 from lmlab.sampling import apply_temperature, check_top_k, check_top_p, top_k_filter, top_p_filter
 from lmlab.viz.live import Blitter
-from lmlab.viz.plots import figure_bytes, new_figure, token_label
+from lmlab.viz.plots import new_figure, token_label
+from lmlab.widgets.base import LiveWidget
 
 __all__ = ["next_token_probs", "NextTokenExplorer"]
 
@@ -58,7 +58,7 @@ def entropy(p: Tensor) -> float:
     return float(-(nz * nz.log()).sum())
 
 
-class NextTokenExplorer:
+class NextTokenExplorer(LiveWidget):
     """Sliders for temperature, top-k and top-p over the bars of the n most likely next tokens.
 
     Args:
@@ -145,15 +145,6 @@ class NextTokenExplorer:
                              f"{v['kept']} tokens left, entropy {v['entropy']:.2f} nats")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure (shows as an image in any notebook viewer)."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -181,12 +172,8 @@ class NextTokenExplorer:
         self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.temp_slider, self.temperature), (self.k_slider, self.top_k or 0),
-                               (self.p_slider, self.top_p or 1.0)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.temp_slider, self.temperature), (self.k_slider, self.top_k or 0),
+                           (self.p_slider, self.top_p or 1.0)))
 
     def _refresh(self) -> None:
         t0 = time.perf_counter()
@@ -200,10 +187,3 @@ class NextTokenExplorer:
 
     def __repr__(self) -> str:
         return f"NextTokenExplorer({self.logits.numel()} tokens, {self.n_shown} shown)"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle

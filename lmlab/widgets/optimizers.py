@@ -19,7 +19,6 @@ Letters: V vocab size.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import time
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from lmlab.viz.live import Blitter
 from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.widgets.base import LiveWidget
 from lmlab.widgets.one_thread import one_thread
 
 __all__ = ["OPTIMIZERS", "count_loss", "count_grad", "training_curve", "OptimizerExplorer", "plot_training_loop"]
@@ -98,7 +98,7 @@ def training_curve(C: Tensor, optimizer: str, lr: float, steps: int = 100) -> li
     return losses
 
 
-class OptimizerExplorer:
+class OptimizerExplorer(LiveWidget):
     """Choose the optimizer, the learning rate and the number of steps; see the training loss of the bigram.
 
     Args:
@@ -178,15 +178,6 @@ class OptimizerExplorer:
         self._title.set_text(f"{self.optimizer}, lr = {self.lr:.3g}, {self.steps} steps: {result}")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -216,12 +207,8 @@ class OptimizerExplorer:
             self._refresh(train=False, started=t0)
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.optimizer_buttons, self.optimizer), (self.lr_slider, self.lr),
-                               (self.steps_slider, self.steps)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.optimizer_buttons, self.optimizer), (self.lr_slider, self.lr),
+                           (self.steps_slider, self.steps)))
 
     def _refresh(self, train: bool = False, started: float | None = None) -> None:
         t0 = time.perf_counter() if started is None else started
@@ -238,14 +225,6 @@ class OptimizerExplorer:
 
     def __repr__(self) -> str:
         return f"OptimizerExplorer(V={self.C.shape[0]}, optimizers={list(OPTIMIZERS)})"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
-
 
 # -- the training loop as a picture ----------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ Letters: V vocab size, K contexts (V ** (n - 1)).
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import time
@@ -32,7 +31,8 @@ import torch
 from torch import Tensor
 
 from lmlab.viz.live import Blitter
-from lmlab.viz.plots import figure_bytes, new_figure
+from lmlab.viz.plots import new_figure
+from lmlab.widgets.base import LiveWidget
 from lmlab.widgets.one_thread import one_thread
 
 __all__ = ["validation_loss", "k_sweep", "SmoothingExplorer", "DEFAULT_KS"]
@@ -123,7 +123,7 @@ def k_sweep(train_ids: Any, val_ids: Any, vocab_size: int, n: int, ks: Sequence[
     return [scorer.loss(k) for k in ks]
 
 
-class SmoothingExplorer:
+class SmoothingExplorer(LiveWidget):
     """Sliders for add-k smoothing's k and the amount of training text; the validation curve and one row.
 
     Args:
@@ -289,15 +289,6 @@ class SmoothingExplorer:
         self._row_title.set_text(f"after {values['context']!r} (seen {values['context_count']} times)")
         return self._blit.png()
 
-    def static_figure(self) -> Any:
-        """The current picture as a plain matplotlib Figure (shows as an image in any notebook viewer)."""
-        self.render()
-        for artist in self._blit.dynamic:
-            artist.set_animated(False)
-        fig = self.fig
-        fig._repr_png_ = lambda: figure_bytes(fig, "png", self.dpi)
-        return fig
-
     # -- widgets ----------------------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
@@ -325,12 +316,8 @@ class SmoothingExplorer:
             self._refresh()
 
     def _sync_controls(self) -> None:
-        for control, value in ((self.k_slider, self.k), (self.size_slider, self.n_train),
-                               (self.context_menu, self.context)):
-            if control.value != value:
-                control.unobserve(self._on_control, names="value")
-                control.value = value
-                control.observe(self._on_control, names="value")
+        self._set_controls(((self.k_slider, self.k), (self.size_slider, self.n_train),
+                           (self.context_menu, self.context)))
 
     def _refresh(self) -> None:
         t0 = time.perf_counter()
@@ -351,10 +338,3 @@ class SmoothingExplorer:
 
     def __repr__(self) -> str:
         return f"SmoothingExplorer(n={self.n}, vocab_size={self.vocab_size}, sizes={self.sizes})"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        """The live widget; a PNG of the picture for places without live widgets; a stable text/plain."""
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle["image/png"] = base64.b64encode(self.image.value or self.render()).decode("ascii")
-        bundle["text/plain"] = repr(self)
-        return bundle
