@@ -261,8 +261,8 @@ def ref_loss_by_treatment(logits: torch.Tensor, inputs: torch.Tensor, targets: t
                           mask_token_id: int) -> tuple[float, float, float]:
     """Reference for q2: mean cross-entropy over the selected positions shown as [MASK], as another (random) id,
     and unchanged."""
-    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
-    selected, losses = targets.flatten() != IGNORE, losses.view(-1)
+    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")  # (B*T,)
+    selected = targets.flatten() != IGNORE
     shown_mask, unchanged = inputs.flatten() == mask_token_id, inputs.flatten() == targets.flatten()
     kinds = (shown_mask, ~shown_mask & ~unchanged, unchanged)
     return tuple(float(losses[selected & k].mean()) for k in kinds)
